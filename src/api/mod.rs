@@ -1,0 +1,99 @@
+//! Gatehouse's own endpoints, answered before anything is proxied: health, readiness,
+//! metrics, the public keys of its own tokens, and forward-auth.
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use serde_json::json;
+
+use crate::app::App;
+use crate::body::{self, Body};
+use crate::error::{Error, RequestError};
+use crate::telemetry::AccessLog;
+
+/// Answers `req` if it is for one of Gatehouse's own endpoints; `None` means proxy it.
+pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Option<Response<Body>> {
+    let path = req.uri().path();
+    if path == app.config.forward_auth.path {
+        return Some(crate::proxy::forward_auth::verify(app, req, log).await);
+    }
+    let resp = match path {
+        "/healthz" => only_get(req, || {
+            json_response(StatusCode::OK, &json!({"status": "ok"}))
+        }),
+        "/readyz" => only_get(req, || {
+            if app.auth.is_ready() {
+                json_response(StatusCode::OK, &json!({"status": "ready"}))
+            } else {
+                Error::NotReady.to_response()
+            }
+        }),
+        "/metrics" => only_get(req, || {
+            let mut r = Response::new(body::full(app.metrics.render(&app.auth)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }),
+        "/.well-known/jwks.json" => only_get(req, || {
+            let keys: Vec<_> = app
+                .auth
+                .signing
+                .iter()
+                .filter_map(|k| k.jwk.clone())
+                .collect();
+            let mut r = json_response(StatusCode::OK, &json!({"keys": keys}));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            r
+        }),
+        "/.well-known/openid-configuration" if app.config.tokens.is_some() => only_get(req, || {
+            let tokens = app.config.tokens.as_ref().expect("guarded");
+            let issuer = tokens.issuer.trim_end_matches('/');
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "issuer": tokens.issuer,
+                    "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+                    "id_token_signing_alg_values_supported": [format!("{:?}", tokens.algorithm)],
+                    "response_types_supported": ["token"],
+                    "subject_types_supported": ["public"],
+                }),
+            )
+        }),
+        _ => return None,
+    };
+    if let Some(code) = (!resp.status().is_success()).then(|| error_code(&resp)) {
+        log.error = code;
+    }
+    Some(resp)
+}
+
+fn error_code(resp: &Response<Body>) -> Option<&'static str> {
+    match resp.status() {
+        StatusCode::METHOD_NOT_ALLOWED => Some("method_not_allowed"),
+        StatusCode::SERVICE_UNAVAILABLE => Some("not_ready"),
+        _ => None,
+    }
+}
+
+fn only_get<B>(req: &Request<B>, f: impl FnOnce() -> Response<Body>) -> Response<Body> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        f()
+    } else {
+        Error::from(RequestError::MethodNotAllowed).to_response()
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(body::full(
+        serde_json::to_vec(value).expect("JSON serialises"),
+    ));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

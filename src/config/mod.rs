@@ -1,0 +1,1028 @@
+//! Configuration: the TOML file plus `GATEHOUSE_*` overrides, validated once at load into
+//! typed values (addresses, durations, algorithms, a compiled route table).
+//!
+//! Every problem is reported at once with its key path; nothing after load re-checks config.
+
+mod duration;
+mod env;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+
+use crate::routes::{Access, RouteTable, RuleSpec};
+pub use duration::parse as parse_duration;
+use raw::RawConfig;
+
+/// The validated configuration. Built only by [`Config::load`] or [`Config::from_toml`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub store: StoreConfig,
+    pub tokens: Option<TokensConfig>,
+    pub jwt: JwtConfig,
+    pub issuers: Vec<IssuerConfig>,
+    pub routes: RouteTable,
+    pub headers: HeadersConfig,
+    pub rate_limit: RateLimitConfig,
+    pub forward_auth: ForwardAuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `None` means one per core.
+    pub worker_threads: Option<usize>,
+    /// Peers whose `X-Forwarded-For` and `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls: Option<TlsConfig>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How long in-flight requests may run after SIGTERM before connections are cut.
+    pub shutdown_grace: Duration,
+    pub max_header_count: usize,
+}
+
+impl ServerConfig {
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Scheme and authority of the protected app; any path in it is prefixed to requests.
+    pub url: Uri,
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive (504 after that).
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+}
+
+/// Tokens Gatehouse itself signs. Their issuer is trusted like any `[[issuers]]` entry.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub algorithm: Algorithm,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// PKCS#8 PEM private key (or the HMAC secret for HS*); generated when missing.
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub leeway: Duration,
+    pub max_token_bytes: usize,
+    pub verified_cache_capacity: u64,
+    pub verified_cache_ttl: Duration,
+    pub key_cache_capacity: u64,
+    /// The least time between two JWKS fetches triggered by unknown `kid`s.
+    pub jwks_refresh_cooldown: Duration,
+    pub jwks_default_ttl: Duration,
+    pub jwks_min_ttl: Duration,
+    pub jwks_max_ttl: Duration,
+    /// How long the last good key set keeps serving past its TTL while the JWKS endpoint fails.
+    pub jwks_stale_ttl: Duration,
+    pub jwks_fetch_timeout: Duration,
+    pub jwks_file_poll: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySourceConfig {
+    JwksUrl(String),
+    /// Find `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
+    Discovery,
+    JwksFile(PathBuf),
+    Secret(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub issuer: String,
+    pub source: KeySourceConfig,
+    /// Empty means `aud` is not checked (a warning is logged at start).
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub claims: ClaimPaths,
+    pub leeway: Duration,
+}
+
+/// Where in the claims each part of the principal is read from (dot-separated paths).
+#[derive(Debug, Clone)]
+pub struct ClaimPaths {
+    pub subject: Vec<String>,
+    pub email: Vec<String>,
+    pub name: Vec<String>,
+    pub role: Vec<String>,
+    pub team: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+impl ClaimPaths {
+    fn build(raw: &raw::RawIssuer) -> Self {
+        let path = |v: &Option<String>, default: &str| -> Vec<String> {
+            v.as_deref()
+                .unwrap_or(default)
+                .split('.')
+                .map(str::to_string)
+                .collect()
+        };
+        ClaimPaths {
+            subject: path(&raw.subject_claim, "sub"),
+            email: path(&raw.email_claim, "email"),
+            name: path(&raw.name_claim, "name"),
+            role: path(&raw.role_claim, "role"),
+            team: path(&raw.team_claim, "team_id"),
+            permissions: path(&raw.permissions_claim, "permissions"),
+        }
+    }
+
+    /// The claim layout of tokens Gatehouse signs itself.
+    pub fn own() -> Self {
+        Self::build(&raw::RawIssuer::default())
+    }
+}
+
+/// Names of the injected identity headers. `None` disables one.
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    pub user_id: Option<HeaderName>,
+    pub email: Option<HeaderName>,
+    pub role: Option<HeaderName>,
+    pub permissions: Option<HeaderName>,
+    pub team_id: Option<HeaderName>,
+    pub method: Option<HeaderName>,
+    pub name: Option<HeaderName>,
+    /// claim path -> header name.
+    pub claims: Vec<(Vec<String>, HeaderName)>,
+    /// Every name removed from incoming requests: all of the above plus `strip`.
+    pub reserved: Vec<HeaderName>,
+    pub forward_authorization: bool,
+    pub max_value_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub login_per_minute: u32,
+    pub lockout_after: u32,
+    pub lockout_minutes: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+    /// One line per request at `info`.
+    pub access: bool,
+}
+
+/// Every problem found in a config, each with the key it concerns.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{n} problem{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![Problem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the process's `GATEHOUSE_*` variables and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment overlay (tests pass their own map).
+    pub fn from_toml(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::one("(file)", toml_message(&e)))?;
+        env::overlay(&mut table, vars).map_err(|list| ConfigError {
+            problems: list
+                .into_iter()
+                .map(|(key, message)| Problem { key, message })
+                .collect(),
+        })?;
+
+        let mut unknown = Vec::new();
+        let raw: RawConfig = {
+            let mut track = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+            let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut track);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::one(
+                    if key == "." { "(file)".into() } else { key },
+                    e.inner().message().trim().to_string(),
+                )
+            })?
+        };
+        let mut v = Validator {
+            problems: Vec::new(),
+        };
+        for key in unknown {
+            v.problem(key, "unknown key");
+        }
+        let config = v.config(raw);
+        match config {
+            Some(c) if v.problems.is_empty() => Ok(c),
+            _ => Err(ConfigError {
+                problems: v.problems,
+            }),
+        }
+    }
+}
+
+fn toml_message(e: &toml::de::Error) -> String {
+    e.message().trim().to_string()
+}
+
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: &Option<String>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(text) => duration::parse(text).unwrap_or_else(|e| {
+                self.problem(key, e);
+                default
+            }),
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: Option<i64>, default: u64, max: u64) -> u64 {
+        match value {
+            None => default,
+            Some(n) if n >= 1 && (n as u64) <= max => n as u64,
+            Some(n) => {
+                self.problem(key, format!("{n} is out of range (1 to {max})"));
+                default
+            }
+        }
+    }
+
+    fn header(&mut self, key: &str, value: &Option<String>, default: &str) -> Option<HeaderName> {
+        let name = value.as_deref().unwrap_or(default);
+        if name.is_empty() {
+            return None;
+        }
+        match HeaderName::from_str(name) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.problem(key, format!("`{name}` is not a valid header name"));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let server = self.server(&raw.server);
+        let upstream = self.upstream(raw.upstream.as_ref());
+        let store = StoreConfig {
+            url: raw
+                .store
+                .url
+                .clone()
+                .unwrap_or_else(|| "sqlite://data/gatehouse.db".into()),
+        };
+        if !(store.url.starts_with("sqlite:")
+            || store.url.starts_with("postgres://")
+            || store.url.starts_with("postgresql://"))
+        {
+            self.problem(
+                "store.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        let tokens = raw.tokens.as_ref().map(|t| self.tokens(t, &server));
+        let jwt = self.jwt(&raw.jwt);
+        let mut issuers: Vec<IssuerConfig> = raw
+            .issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.issuer(i, r, &jwt))
+            .collect();
+        for (i, issuer) in issuers.iter().enumerate() {
+            if issuers[..i].iter().any(|o| o.issuer == issuer.issuer) {
+                self.problem(
+                    format!("issuers[{i}].issuer"),
+                    format!("`{}` is listed twice", issuer.issuer),
+                );
+            }
+            if tokens.as_ref().is_some_and(|t| t.issuer == issuer.issuer) {
+                self.problem(
+                    format!("issuers[{i}].issuer"),
+                    "is the same as tokens.issuer (Gatehouse's own tokens are trusted already)",
+                );
+            }
+        }
+        issuers.shrink_to_fit();
+        let routes = self.routes(&raw.routes);
+        let headers = self.headers(&raw.headers);
+        let rate_limit = RateLimitConfig {
+            login_per_minute: self.positive(
+                "rate_limit.login_per_minute",
+                raw.rate_limit.login_per_minute,
+                5,
+                1_000_000,
+            ) as u32,
+            lockout_after: self.positive(
+                "rate_limit.lockout_after",
+                raw.rate_limit.lockout_after,
+                10,
+                1_000_000,
+            ) as u32,
+            lockout_minutes: self.positive(
+                "rate_limit.lockout_minutes",
+                raw.rate_limit.lockout_minutes,
+                15,
+                525_600,
+            ) as u32,
+        };
+        let forward_auth = ForwardAuthConfig {
+            path: raw
+                .forward_auth
+                .path
+                .clone()
+                .unwrap_or_else(|| "/verify".into()),
+        };
+        if !forward_auth.path.starts_with('/') {
+            self.problem("forward_auth.path", "must start with `/`");
+        }
+        let log = LogConfig {
+            format: match raw.log.format.as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    self.problem("log.format", format!("`{other}` is not one of json, text"));
+                    LogFormat::Text
+                }
+            },
+            level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
+            access: raw.log.access.unwrap_or(true),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+            self.problem(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter (try info, debug, warn)",
+                    log.level
+                ),
+            );
+        }
+        Some(Config {
+            server: server?,
+            upstream: upstream?,
+            store,
+            tokens,
+            jwt,
+            issuers,
+            routes,
+            headers,
+            rate_limit,
+            forward_auth,
+            log,
+        })
+    }
+
+    fn server(&mut self, raw: &raw::RawServer) -> Option<ServerConfig> {
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen = match listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    "server.listen",
+                    format!("`{listen}` is not an address like 127.0.0.1:8080"),
+                );
+                None
+            }
+        };
+        let worker_threads = raw
+            .worker_threads
+            .map(|n| self.positive("server.worker_threads", Some(n), 1, 1024) as usize);
+        let mut trusted = Vec::new();
+        for (i, text) in raw.trusted_proxies.iter().enumerate() {
+            let parsed = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => trusted.push(net),
+                Err(_) => self.problem(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("`{text}` is not an IP address or CIDR range"),
+                ),
+            }
+        }
+        let tls = raw.tls.as_ref().map(|t| TlsConfig {
+            cert_file: PathBuf::from(&t.cert_file),
+            key_file: PathBuf::from(&t.key_file),
+        });
+        if let Some(tls) = &tls {
+            for (key, path) in [
+                ("server.tls.cert_file", &tls.cert_file),
+                ("server.tls.key_file", &tls.key_file),
+            ] {
+                if !path.is_file() {
+                    self.problem(key, format!("`{}` is not a readable file", path.display()));
+                }
+            }
+        }
+        Some(ServerConfig {
+            listen: listen?,
+            worker_threads,
+            trusted_proxies: trusted,
+            tls,
+            max_connections: self.positive(
+                "server.max_connections",
+                raw.max_connections,
+                10_000,
+                1_000_000,
+            ) as usize,
+            header_read_timeout: self.duration(
+                "server.header_read_timeout",
+                &raw.header_read_timeout,
+                Duration::from_secs(10),
+            ),
+            idle_timeout: self.duration(
+                "server.idle_timeout",
+                &raw.idle_timeout,
+                Duration::from_secs(60),
+            ),
+            shutdown_grace: self.duration(
+                "server.shutdown_grace",
+                &raw.shutdown_grace,
+                Duration::from_secs(30),
+            ),
+            max_header_count: self.positive(
+                "server.max_header_count",
+                raw.max_header_count,
+                100,
+                1000,
+            ) as usize,
+        })
+    }
+
+    fn upstream(&mut self, raw: Option<&raw::RawUpstream>) -> Option<UpstreamConfig> {
+        let Some(raw) = raw else {
+            self.problem(
+                "upstream.url",
+                "is required: the address of the app Gatehouse protects",
+            );
+            return None;
+        };
+        let url = match raw.url.parse::<Uri>() {
+            Ok(u)
+                if u.scheme_str() == Some("http")
+                    && u.authority().is_some()
+                    && u.query().is_none() =>
+            {
+                Some(u)
+            }
+            Ok(u) if u.scheme_str() == Some("https") => {
+                self.problem("upstream.url", "https upstreams are not supported yet; use http:// (the sidecar case is localhost)");
+                None
+            }
+            _ => {
+                self.problem(
+                    "upstream.url",
+                    format!("`{}` is not an http:// URL without a query", raw.url),
+                );
+                None
+            }
+        };
+        Some(UpstreamConfig {
+            url: url?,
+            connect_timeout: self.duration(
+                "upstream.connect_timeout",
+                &raw.connect_timeout,
+                Duration::from_secs(5),
+            ),
+            response_timeout: self.duration(
+                "upstream.response_timeout",
+                &raw.response_timeout,
+                Duration::from_secs(60),
+            ),
+            pool_idle_timeout: self.duration(
+                "upstream.pool_idle_timeout",
+                &raw.pool_idle_timeout,
+                Duration::from_secs(90),
+            ),
+            pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, 256, 100_000)
+                as usize,
+        })
+    }
+
+    fn algorithm(&mut self, key: &str, text: &str) -> Option<Algorithm> {
+        match Algorithm::from_str(text) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    key,
+                    format!("`{text}` is not a supported algorithm (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn tokens(&mut self, raw: &raw::RawTokens, server: &Option<ServerConfig>) -> TokensConfig {
+        let issuer = raw.issuer.clone().unwrap_or_else(|| match server {
+            Some(s) => format!("http://{}", s.listen),
+            None => "gatehouse".into(),
+        });
+        let algorithm = match raw.algorithm.as_deref() {
+            None => Algorithm::ES256,
+            Some(text) => self
+                .algorithm("tokens.algorithm", text)
+                .unwrap_or(Algorithm::ES256),
+        };
+        TokensConfig {
+            issuer,
+            audience: raw.audience.clone().unwrap_or_else(|| "gatehouse".into()),
+            algorithm,
+            access_ttl: self.duration(
+                "tokens.access_ttl",
+                &raw.access_ttl,
+                Duration::from_secs(900),
+            ),
+            refresh_ttl: self.duration(
+                "tokens.refresh_ttl",
+                &raw.refresh_ttl,
+                Duration::from_secs(7 * 86_400),
+            ),
+            key_file: PathBuf::from(raw.key_file.as_deref().unwrap_or("data/signing-key.pem")),
+        }
+    }
+
+    fn jwt(&mut self, raw: &raw::RawJwt) -> JwtConfig {
+        let d = |v: &mut Self, k: &str, val: &Option<String>, def: u64| {
+            v.duration(k, val, Duration::from_secs(def))
+        };
+        let cfg = JwtConfig {
+            leeway: d(self, "jwt.leeway", &raw.leeway, 30),
+            max_token_bytes: self.positive(
+                "jwt.max_token_bytes",
+                raw.max_token_bytes,
+                8192,
+                1 << 20,
+            ) as usize,
+            verified_cache_capacity: self.positive(
+                "jwt.verified_cache_capacity",
+                raw.verified_cache_capacity,
+                100_000,
+                100_000_000,
+            ),
+            verified_cache_ttl: d(self, "jwt.verified_cache_ttl", &raw.verified_cache_ttl, 300),
+            key_cache_capacity: self.positive(
+                "jwt.key_cache_capacity",
+                raw.key_cache_capacity,
+                10_000,
+                10_000_000,
+            ),
+            jwks_refresh_cooldown: d(
+                self,
+                "jwt.jwks_refresh_cooldown",
+                &raw.jwks_refresh_cooldown,
+                5,
+            ),
+            jwks_default_ttl: d(self, "jwt.jwks_default_ttl", &raw.jwks_default_ttl, 300),
+            jwks_min_ttl: d(self, "jwt.jwks_min_ttl", &raw.jwks_min_ttl, 30),
+            jwks_max_ttl: d(self, "jwt.jwks_max_ttl", &raw.jwks_max_ttl, 86_400),
+            jwks_stale_ttl: d(self, "jwt.jwks_stale_ttl", &raw.jwks_stale_ttl, 3600),
+            jwks_fetch_timeout: d(self, "jwt.jwks_fetch_timeout", &raw.jwks_fetch_timeout, 5),
+            jwks_file_poll: d(self, "jwt.jwks_file_poll", &raw.jwks_file_poll, 2),
+        };
+        if cfg.jwks_min_ttl > cfg.jwks_max_ttl {
+            self.problem("jwt.jwks_min_ttl", "is larger than jwt.jwks_max_ttl");
+        }
+        if cfg.jwks_file_poll.is_zero() {
+            self.problem("jwt.jwks_file_poll", "must be more than zero");
+        }
+        cfg
+    }
+
+    fn issuer(&mut self, i: usize, raw: &raw::RawIssuer, jwt: &JwtConfig) -> Option<IssuerConfig> {
+        let key = |field: &str| format!("issuers[{i}].{field}");
+        let Some(issuer) = raw.issuer.clone().filter(|s| !s.is_empty()) else {
+            self.problem(
+                key("issuer"),
+                "is required (the exact `iss` value of the tokens)",
+            );
+            return None;
+        };
+        let mut sources = Vec::new();
+        if let Some(url) = &raw.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                self.problem(key("jwks_url"), format!("`{url}` is not an http(s) URL"));
+            }
+            sources.push(KeySourceConfig::JwksUrl(url.clone()));
+        }
+        if let Some(file) = &raw.jwks_file {
+            sources.push(KeySourceConfig::JwksFile(PathBuf::from(file)));
+        }
+        if let Some(file) = &raw.secret_file {
+            sources.push(KeySourceConfig::Secret(PathBuf::from(file)));
+        }
+        if raw.discovery == Some(true) {
+            sources.push(KeySourceConfig::Discovery);
+        }
+        let source = match sources.len() {
+            0 if raw.discovery == Some(false) => {
+                self.problem(
+                    key("jwks_url"),
+                    "no key source: set jwks_url, jwks_file or secret_file, or allow discovery",
+                );
+                return None;
+            }
+            0 => KeySourceConfig::Discovery,
+            1 => sources.pop().expect("one source"),
+            _ => {
+                self.problem(
+                    key("jwks_url"),
+                    "give only one of jwks_url, jwks_file, secret_file, discovery",
+                );
+                return None;
+            }
+        };
+        if source == KeySourceConfig::Discovery
+            && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+        {
+            self.problem(
+                key("issuer"),
+                "discovery needs an http(s) issuer URL; or set jwks_url / jwks_file",
+            );
+        }
+        let is_secret = matches!(source, KeySourceConfig::Secret(_));
+        let algorithms: Vec<Algorithm> = match &raw.algorithms {
+            None if is_secret => vec![Algorithm::HS256],
+            None => vec![Algorithm::RS256, Algorithm::ES256],
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(j, a)| self.algorithm(&format!("issuers[{i}].algorithms[{j}]"), a))
+                .collect(),
+        };
+        if algorithms.is_empty() {
+            self.problem(key("algorithms"), "must list at least one algorithm");
+        }
+        for alg in &algorithms {
+            let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+            if hmac && !is_secret {
+                self.problem(
+                    key("algorithms"),
+                    format!("{alg:?} needs secret_file (an HMAC key is never taken from a JWKS)"),
+                );
+            }
+            if !hmac && is_secret {
+                self.problem(
+                    key("algorithms"),
+                    format!("{alg:?} cannot be used with secret_file"),
+                );
+            }
+        }
+        if let KeySourceConfig::Secret(path) | KeySourceConfig::JwksFile(path) = &source {
+            if !path.is_file() {
+                self.problem(
+                    key(if is_secret {
+                        "secret_file"
+                    } else {
+                        "jwks_file"
+                    }),
+                    format!("`{}` is not a readable file", path.display()),
+                );
+            } else if is_secret {
+                let len = std::fs::read(path)
+                    .map(|b| trim_secret(&b).len())
+                    .unwrap_or(0);
+                if len < 32 {
+                    self.problem(
+                        key("secret_file"),
+                        format!("holds {len} bytes; an HMAC secret needs at least 32"),
+                    );
+                }
+            }
+        }
+        Some(IssuerConfig {
+            issuer,
+            source,
+            audiences: raw.audiences.clone(),
+            algorithms,
+            claims: ClaimPaths::build(raw),
+            leeway: self.duration(&key("leeway"), &raw.leeway, jwt.leeway),
+        })
+    }
+
+    fn routes(&mut self, raw: &[raw::RawRoute]) -> RouteTable {
+        let mut specs = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = |f: &str| format!("routes[{i}].{f}");
+            let Some(path) = r.path.clone() else {
+                self.problem(
+                    key("path"),
+                    "is required (a path prefix such as `/` or `/api/`)",
+                );
+                continue;
+            };
+            if !path.starts_with('/') {
+                self.problem(key("path"), format!("`{path}` must start with `/`"));
+            }
+            let mut methods = Vec::new();
+            for (j, m) in r.methods.iter().flatten().enumerate() {
+                match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => methods.push(m),
+                    Err(_) => self.problem(
+                        format!("routes[{i}].methods[{j}]"),
+                        format!("`{m}` is not an HTTP method"),
+                    ),
+                }
+            }
+            let permissions = r.permissions.clone().unwrap_or_default();
+            let roles = r.roles.clone().unwrap_or_default();
+            let access = match r.auth.as_deref() {
+                Some("public") if !permissions.is_empty() || !roles.is_empty() => {
+                    self.problem(
+                        key("auth"),
+                        "is `public` but the route also requires permissions or roles",
+                    );
+                    Access::Public
+                }
+                Some("public") => Access::Public,
+                None | Some("required") => Access::Authenticated { permissions, roles },
+                Some(other) => {
+                    self.problem(
+                        key("auth"),
+                        format!("`{other}` is not one of public, required"),
+                    );
+                    Access::Public
+                }
+            };
+            specs.push(RuleSpec {
+                host: r.host.clone(),
+                path,
+                methods,
+                access,
+            });
+        }
+        RouteTable::compile(specs)
+    }
+
+    fn headers(&mut self, raw: &raw::RawHeaders) -> HeadersConfig {
+        let user_id = self.header("headers.user_id", &raw.user_id, "X-Auth-User-Id");
+        let email = self.header("headers.email", &raw.email, "X-Auth-Email");
+        let role = self.header("headers.role", &raw.role, "X-Auth-Role");
+        let permissions = self.header(
+            "headers.permissions",
+            &raw.permissions,
+            "X-Auth-Permissions",
+        );
+        let team_id = self.header("headers.team_id", &raw.team_id, "X-Auth-Team-Id");
+        let method = self.header("headers.method", &raw.method, "X-Auth-Method");
+        let name = self.header("headers.name", &raw.name, "");
+        let mut claims = Vec::new();
+        for (claim, header) in &raw.claims {
+            if let Some(h) = self.header(
+                &format!("headers.claims.{claim}"),
+                &Some(header.clone()),
+                "",
+            ) {
+                claims.push((claim.split('.').map(str::to_string).collect(), h));
+            }
+        }
+        let mut reserved: Vec<HeaderName> = [
+            &user_id,
+            &email,
+            &role,
+            &permissions,
+            &team_id,
+            &method,
+            &name,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(claims.iter().map(|(_, h)| h.clone()))
+        .collect();
+        for (i, s) in raw.strip.iter().enumerate() {
+            if let Some(h) = self.header(&format!("headers.strip[{i}]"), &Some(s.clone()), "") {
+                reserved.push(h);
+            }
+        }
+        for danger in [
+            http::header::AUTHORIZATION,
+            http::header::HOST,
+            http::header::COOKIE,
+        ] {
+            if reserved.contains(&danger) {
+                self.problem(
+                    "headers",
+                    format!("`{danger}` cannot be used as an identity header"),
+                );
+            }
+        }
+        reserved.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        reserved.dedup();
+        let max =
+            self.positive("headers.max_value_bytes", raw.max_value_bytes, 4096, 65_536) as usize;
+        HeadersConfig {
+            user_id,
+            email,
+            role,
+            permissions,
+            team_id,
+            method,
+            name,
+            claims,
+            reserved,
+            forward_authorization: raw.forward_authorization.unwrap_or(false),
+            max_value_bytes: max,
+        }
+    }
+}
+
+/// A secret file's bytes without the trailing newline editors add.
+pub fn trim_secret(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+/// Map kept for `check-config` output: section -> number of entries.
+pub fn summary(config: &Config) -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        (
+            "issuers",
+            config.issuers.len() + usize::from(config.tokens.is_some()),
+        ),
+        ("routes", config.routes.len()),
+        ("identity headers", config.headers.reserved.len()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Vec::new())
+    }
+
+    const MINIMAL: &str = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.jwt.leeway, Duration::from_secs(30));
+        assert_eq!(c.forward_auth.path, "/verify");
+        assert_eq!(
+            c.headers.user_id.as_ref().unwrap().as_str(),
+            "x-auth-user-id"
+        );
+        assert!(!c.headers.forward_authorization);
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let text = r#"
+            [server]
+            listen = "nope"
+            trusted_proxies = ["10.0.0.0/8", "bad"]
+            bogus = 1
+            [upstream]
+            url = "ftp://x"
+            [[issuers]]
+            issuer = "https://idp"
+            jwks_url = "https://idp/jwks"
+            algorithms = ["RS256", "none", "HS256"]
+            [[routes]]
+            path = "admin"
+            auth = "maybe"
+        "#;
+        let err = load(text).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "server.bogus",
+            "server.listen",
+            "server.trusted_proxies[1]",
+            "upstream.url",
+            "issuers[0].algorithms[1]",
+            "issuers[0].algorithms",
+            "routes[0].path",
+            "routes[0].auth",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = Config::from_toml(
+            MINIMAL,
+            vec![(
+                "GATEHOUSE_SERVER__LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+    }
+
+    #[test]
+    fn hmac_needs_a_secret_file() {
+        let text = format!(
+            "{MINIMAL}[[issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/k\"\nalgorithms = [\"HS256\"]\n"
+        );
+        let err = load(&text).unwrap_err();
+        assert!(err.to_string().contains("secret_file"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err = load("[server]\nworker_threads = \"two\"\n[upstream]\nurl = \"http://x:1\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("worker_threads"), "{err}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Error enums per domain and the one place they become HTTP responses: status, the JSON
+//! shape `{error, code, message}`, `WWW-Authenticate` (RFC 6750) and `Retry-After`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::body::{self, Body};
+
+/// The caller's credential could not be accepted (401).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were sent")]
+    MissingCredentials,
+    /// The message names what is wrong, never the token's content.
+    #[error("{0}")]
+    InvalidToken(Cow<'static, str>),
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("the token has been revoked")]
+    TokenRevoked,
+}
+
+/// The caller is known but may not do this (403).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AccessError {
+    #[error("this route needs the permissions: {}", .missing.join(", "))]
+    InsufficientScope { missing: Vec<String> },
+    #[error("this route needs one of the roles: {}", .roles.join(", "))]
+    MissingRole { roles: Vec<String> },
+}
+
+/// The request itself cannot be handled (4xx before any auth decision).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request path contains `.` or `..` segments")]
+    DotSegment,
+    #[error("the request path is not validly encoded")]
+    BadPath,
+    #[error("{0}")]
+    BadHeader(&'static str),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed here")]
+    MethodNotAllowed,
+}
+
+/// Talking to the upstream failed (5xx that Gatehouse reports on the upstream's behalf).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream could not be reached")]
+    Unavailable,
+    #[error("the upstream did not answer in time")]
+    Timeout,
+}
+
+/// Any error that ends a request early.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    #[error("Gatehouse is not ready yet")]
+    NotReady,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+    message: String,
+}
+
+impl Error {
+    /// Stable machine code, as in DESIGN.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(AuthError::MissingCredentials) => "missing_credentials",
+            Error::Auth(AuthError::InvalidToken(_)) => "invalid_token",
+            Error::Auth(AuthError::TokenExpired) => "token_expired",
+            Error::Auth(AuthError::TokenRevoked) => "token_revoked",
+            Error::Access(AccessError::InsufficientScope { .. }) => "insufficient_scope",
+            Error::Access(AccessError::MissingRole { .. }) => "insufficient_role",
+            Error::Request(RequestError::DotSegment | RequestError::BadPath) => "invalid_path",
+            Error::Request(RequestError::BadHeader(_)) => "invalid_header",
+            Error::Request(RequestError::NotFound) => "not_found",
+            Error::Request(RequestError::MethodNotAllowed) => "method_not_allowed",
+            Error::Upstream(UpstreamError::Unavailable) => "upstream_unavailable",
+            Error::Upstream(UpstreamError::Timeout) => "upstream_timeout",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::NotReady => "not_ready",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Auth(_) => StatusCode::UNAUTHORIZED,
+            Error::Access(_) => StatusCode::FORBIDDEN,
+            Error::Request(RequestError::NotFound) => StatusCode::NOT_FOUND,
+            Error::Request(RequestError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Request(_) => StatusCode::BAD_REQUEST,
+            Error::Upstream(UpstreamError::Unavailable) => StatusCode::BAD_GATEWAY,
+            Error::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The short `error` field: the status's name in snake case.
+    fn kind(status: StatusCode) -> &'static str {
+        match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::BAD_GATEWAY => "bad_gateway",
+            StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+            _ => "error",
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<String> {
+        // RFC 6750 §3: no error attribute when the request carried no credential at all.
+        let (code, description) = match self {
+            Error::Auth(AuthError::MissingCredentials) => {
+                return Some(r#"Bearer realm="gatehouse""#.into());
+            }
+            Error::Auth(e) => ("invalid_token", e.to_string()),
+            Error::Access(e) => ("insufficient_scope", e.to_string()),
+            _ => return None,
+        };
+        let mut value = format!(
+            r#"Bearer realm="gatehouse", error="{code}", error_description="{}""#,
+            quote_safe(&description)
+        );
+        if let Error::Access(AccessError::InsufficientScope { missing }) = self {
+            value.push_str(&format!(r#", scope="{}""#, quote_safe(&missing.join(" "))));
+        }
+        Some(value)
+    }
+
+    /// The one mapping from an error to the response the client sees.
+    pub fn to_response(&self) -> Response<Body> {
+        let status = self.status();
+        let json = serde_json::to_vec(&ErrorBody {
+            error: Self::kind(status),
+            code: self.code(),
+            message: self.to_string(),
+        })
+        .expect("error body serialises");
+        let mut resp = Response::new(body::full(Bytes::from(json)));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(value) = self.www_authenticate() {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Error::RateLimited { retry_after } = self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+/// Keeps a description inside an RFC 7230 quoted-string: printable ASCII, no `"` or `\`.
+fn quote_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_credentials_has_bare_challenge() {
+        let r = Error::from(AuthError::MissingCredentials).to_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="gatehouse""#
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let e = Error::from(AccessError::InsufficientScope {
+            missing: vec!["admin".into(), "write".into()],
+        });
+        let r = e.to_response();
+        assert_eq!(r.status(), 403);
+        let v = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            v.contains(r#"error="insufficient_scope""#) && v.contains(r#"scope="admin write""#),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn rate_limited_rounds_retry_after_up() {
+        let r = Error::RateLimited {
+            retry_after: Duration::from_millis(1500),
+        }
+        .to_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
+}

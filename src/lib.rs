@@ -1,0 +1,59 @@
+//! Gatehouse: an authentication sidecar. It verifies the credential on every request,
+//! enforces the route table, injects identity headers and forwards to the protected app.
+//!
+//! Layout, in the order a request meets it:
+//! - [`server`]: listener, TLS, HTTP/1 and HTTP/2, graceful shutdown;
+//! - [`api`]: Gatehouse's own endpoints (health, readiness, metrics, JWKS, forward-auth);
+//! - [`proxy`]: the pipeline stages, listed in order in its module doc;
+//! - [`routes`]: the compiled route table; [`auth`]: verification primitives;
+//! - [`config`]: the validated configuration; [`error`]: errors and their HTTP mapping;
+//! - [`telemetry`]: logs, request ids, metrics.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Runs Gatehouse on an already-bound listener until `shutdown` resolves, then drains.
+/// This is the seam every test uses: bind `127.0.0.1:0`, pass the listener, pass a future.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(server::tls_acceptor)
+        .transpose()?;
+    let app = Arc::new(app::App::build(config)?);
+    let maintenance = app.auth.spawn_maintenance();
+    tracing::info!(listen = %listener.local_addr()?, upstream = %app.config.upstream.url, tls = tls.is_some(), "gatehouse is serving");
+    server::serve(listener, app, tls, shutdown).await;
+    for task in maintenance {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// rustls (through reqwest) needs one process-wide provider; aws-lc-rs is the only one built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,81 @@
+//! Identity headers are overwrite-or-remove: every configured name is stripped from every
+//! incoming request (all copies, any case), then only verified values are inserted.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::auth::principal::Principal;
+use crate::config::HeadersConfig;
+
+/// Removes every reserved identity header. Returns how many copies were stripped, so
+/// spoofing attempts can be counted and logged.
+pub fn strip(headers: &mut HeaderMap, config: &HeadersConfig) -> usize {
+    let mut stripped = 0;
+    for name in &config.reserved {
+        // `remove` drops every value of the name; HeaderMap names are already lowercase.
+        if let http::header::Entry::Occupied(e) = headers.entry(name) {
+            stripped += e.remove_entry_mult().1.count();
+        }
+    }
+    stripped
+}
+
+/// Inserts the principal's identity headers (rendered once per principal and reused).
+pub fn inject(headers: &mut HeaderMap, principal: &Principal, config: &HeadersConfig) {
+    for (name, value) in rendered(principal, config) {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+/// The identity headers of `principal`, built on first use and kept on it.
+pub fn rendered<'p>(
+    principal: &'p Principal,
+    config: &HeadersConfig,
+) -> &'p [(HeaderName, HeaderValue)] {
+    principal.rendered.get_or_init(|| render(principal, config))
+}
+
+fn render(p: &Principal, config: &HeadersConfig) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(8);
+    // Values were checked for control characters and size when the credential was
+    // verified; `from_bytes` additionally refuses anything a header cannot carry.
+    let mut push = |name: &Option<HeaderName>, value: Option<&str>| {
+        if let (Some(name), Some(value)) = (name, value) {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                out.push((name.clone(), v));
+            }
+        }
+    };
+    push(&config.user_id, Some(&p.subject));
+    push(&config.email, p.email.as_deref());
+    push(&config.name, p.name.as_deref());
+    if !p.roles.is_empty() {
+        push(&config.role, Some(&p.roles.join(",")));
+    }
+    push(&config.permissions, Some(&p.permissions.join(",")));
+    push(&config.team_id, p.team_id.as_deref());
+    push(&config.method, Some(p.method.as_str()));
+    for ((_, name), value) in config.claims.iter().zip(&p.mapped_claims) {
+        push(&Some(name.clone()), value.as_deref());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn strips_every_copy_in_any_case() {
+        let cfg = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n[headers]\nclaims = { tenant = \"X-Tenant\" }\nstrip = [\"X-User\"]\n", Vec::new()).unwrap();
+        let mut h = HeaderMap::new();
+        h.append("X-AUTH-USER-ID", HeaderValue::from_static("evil"));
+        h.append("x-auth-user-id", HeaderValue::from_static("evil2"));
+        h.append("x-tenant", HeaderValue::from_static("t"));
+        h.append("X-User", HeaderValue::from_static("u"));
+        h.append("x-other", HeaderValue::from_static("keep"));
+        assert_eq!(strip(&mut h, &cfg.headers), 4);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-other"));
+    }
+}

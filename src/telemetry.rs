@@ -1,0 +1,212 @@
+//! Observability: the tracing subscriber (JSON or text), request ids, the one access-log
+//! line per request, and the Prometheus metrics served at `/metrics`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::Request;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::auth::principal::Principal;
+use crate::config::{LogConfig, LogFormat, ServerConfig};
+use crate::proxy::Peer;
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
+pub fn init(config: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// What is known about a request, filled in as it walks the pipeline and logged at the end.
+/// It never holds a credential: only the verified subject and how it was proven.
+pub struct AccessLog {
+    pub request_id: String,
+    pub method: String,
+    /// The path without its query string (queries can carry secrets).
+    pub path: String,
+    pub client_ip: IpAddr,
+    pub status: u16,
+    pub auth_method: Option<&'static str>,
+    pub subject: Option<String>,
+    pub error: Option<&'static str>,
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn process_prefix() -> u32 {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b);
+        u32::from_le_bytes(b)
+    })
+}
+
+/// The client's `X-Request-Id` if it is a sane token, else a new unique id.
+fn request_id<B>(req: &Request<B>) -> String {
+    if let Some(v) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        if (1..=128).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return v.to_string();
+        }
+    }
+    format!(
+        "{:08x}{:012x}",
+        process_prefix(),
+        REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl AccessLog {
+    pub fn start<B>(req: &Request<B>, peer: Peer, server: &ServerConfig) -> Self {
+        AccessLog {
+            request_id: request_id(req),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            client_ip: crate::proxy::forward::client_ip(peer, req.headers(), server),
+            status: 0,
+            auth_method: None,
+            subject: None,
+            error: None,
+        }
+    }
+
+    pub fn principal(&mut self, p: &Principal) {
+        self.auth_method = Some(p.method.as_str());
+        self.subject = Some(p.subject.clone());
+    }
+
+    pub fn emit(&self, latency: Duration) {
+        tracing::info!(
+            target: "gatehouse::access",
+            request_id = %self.request_id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            auth = self.auth_method.unwrap_or("-"),
+            subject = self.subject.as_deref().unwrap_or("-"),
+            error = self.error.unwrap_or("-"),
+            client_ip = %self.client_ip,
+            latency_us = latency.as_micros() as u64,
+            "request"
+        );
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    status: u16,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+/// Prometheus metrics. Label sets are small and fixed (status x error code, issuers).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabels, Counter>,
+    latency: Histogram,
+    jwks_fetches: Family<IssuerLabels, Gauge>,
+    jwks_ready: Family<IssuerLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests handled, by status and error code",
+            requests.clone(),
+        );
+        let latency = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+        ]);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers",
+            latency.clone(),
+        );
+        let jwks_fetches = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "jwks_fetches",
+            "JWKS documents fetched per issuer since start",
+            jwks_fetches.clone(),
+        );
+        let jwks_ready = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "jwks_ready",
+            "1 when the issuer's key set is loaded and fresh",
+            jwks_ready.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            jwks_fetches,
+            jwks_ready,
+        }
+    }
+
+    pub fn observe(&self, log: &AccessLog, elapsed: Duration) {
+        self.requests
+            .get_or_create(&OutcomeLabels {
+                status: log.status,
+                code: log.error.unwrap_or(""),
+            })
+            .inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Renders the text exposition format, refreshing the key-set gauges first.
+    pub fn render(&self, auth: &crate::auth::Auth) -> String {
+        for issuer in auth.jwt.issuers() {
+            let labels = IssuerLabels {
+                issuer: issuer.name.clone(),
+            };
+            self.jwks_fetches
+                .get_or_create(&labels)
+                .set(issuer.keys.fetches.load(Ordering::Relaxed) as i64);
+            self.jwks_ready
+                .get_or_create(&labels)
+                .set(i64::from(issuer.keys.is_ready()));
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
