@@ -96,7 +96,7 @@ pub struct KeySet {
     cache: Cache<KeyId, CachedKey>,
     loaded: ArcSwap<Loaded>,
     ready: AtomicBool,
-    /// Serialises fetches (single flight) and remembers when the last one started.
+    /// Serialises fetches (single flight) and remembers when the last on-demand one started.
     gate: tokio::sync::Mutex<Option<Instant>>,
     /// Bumped after every fetch attempt, so waiters know one happened while they queued.
     generation: AtomicU64,
@@ -245,7 +245,11 @@ impl KeySet {
         {
             return false;
         }
-        *last = Some(Instant::now());
+        if reason == Reason::UnknownKid {
+            // Only on-demand fetches count toward the cool-down, so a scheduled refresh
+            // moments before a rotation does not delay the new key.
+            *last = Some(Instant::now());
+        }
         let outcome = match &self.source {
             Source::File { .. } => self.reload_file().map(|_| self.settings.jwks_file_poll),
             Source::Remote { .. } => self.fetch_remote().await,

@@ -1,0 +1,431 @@
+//! Test harness: a real echo upstream, a real JWKS/OIDC server with a hit counter, keys and
+//! token minting (Rust, PyJWT, node `jose`), and Gatehouse itself on an ephemeral port.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse::auth::signing::SigningKey;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).boxed()
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Serves `handler` on 127.0.0.1:0 (HTTP/1.1 and h2c, with upgrades) until the test ends.
+async fn serve<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+// === upstream ===
+
+/// An upstream that echoes what it received as JSON: `{method, path, headers: {name: [values]}, body_len}`.
+/// Special paths: `/slow/<ms>` waits before answering; `/stream/<n>` sends n chunks 50 ms
+/// apart; `/ws` accepts an Upgrade and echoes bytes; `/status/<code>` answers that status.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let addr = serve(move |req| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            upstream_handler(req)
+        })
+        .await;
+        Upstream { addr, hits }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
+    let path = req.uri().path().to_string();
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let mut r = Response::new(full("status"));
+        *r.status_mut() = StatusCode::from_u16(code.parse().unwrap()).unwrap();
+        return r;
+    }
+    if let Some(n) = path.strip_prefix("/stream/") {
+        let n: usize = n.parse().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        tokio::spawn(async move {
+            for i in 0..n {
+                if tx.send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n"))))).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        return Response::new(StreamBody::new(stream).boxed());
+    }
+    if path == "/ws" && req.headers().contains_key("upgrade") {
+        let headers = headers_json(&req);
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let (mut r, mut w) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = Response::new(full(headers.to_string()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+        r.headers_mut().insert("upgrade", req.headers()["upgrade"].clone());
+        return r;
+    }
+    let method = req.method().to_string();
+    let path_q = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let headers = headers_json(&req);
+    let version = format!("{:?}", req.version());
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let echo = json!({"method": method, "path": path_q, "headers": headers, "body_len": body.len(), "version": version});
+    let mut r = Response::new(full(echo.to_string()));
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    // Hop-by-hop headers Gatehouse must not pass back to the client.
+    r.headers_mut().insert("connection", "x-upstream-private".parse().unwrap());
+    r.headers_mut().insert("x-upstream-private", "1".parse().unwrap());
+    r
+}
+
+fn headers_json<B>(req: &Request<B>) -> Value {
+    let mut map = serde_json::Map::new();
+    for name in req.headers().keys() {
+        let values: Vec<Value> = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        map.insert(name.to_string(), Value::Array(values));
+    }
+    Value::Object(map)
+}
+
+/// The values the upstream saw for `name` (lowercase), from an echo response.
+pub fn seen(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"][name]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+// === JWKS / OIDC server ===
+
+#[derive(Clone)]
+struct JwksState {
+    doc: Arc<Mutex<(u16, String, Option<String>)>>,
+    hits: Arc<AtomicUsize>,
+    discovery_hits: Arc<AtomicUsize>,
+    delay: Arc<Mutex<Duration>>,
+}
+
+/// A JWKS endpoint at `/jwks` and an OIDC discovery document at
+/// `/.well-known/openid-configuration` (issuer = this server's base URL).
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    state: JwksState,
+}
+
+impl JwksServer {
+    pub async fn start(doc: Value) -> JwksServer {
+        let state = JwksState {
+            doc: Arc::new(Mutex::new((200, doc.to_string(), None))),
+            hits: Arc::new(AtomicUsize::new(0)),
+            discovery_hits: Arc::new(AtomicUsize::new(0)),
+            delay: Arc::new(Mutex::new(Duration::ZERO)),
+        };
+        let s = state.clone();
+        let addr_cell: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let cell = addr_cell.clone();
+        let addr = serve(move |req| {
+            let s = s.clone();
+            let base = format!("http://{}", cell.lock().unwrap().unwrap());
+            async move {
+                if req.uri().path() == "/.well-known/openid-configuration" {
+                    s.discovery_hits.fetch_add(1, Ordering::SeqCst);
+                    let doc = json!({"issuer": base, "jwks_uri": format!("{base}/jwks")});
+                    return Response::new(full(doc.to_string()));
+                }
+                s.hits.fetch_add(1, Ordering::SeqCst);
+                let delay = *s.delay.lock().unwrap();
+                tokio::time::sleep(delay).await;
+                let (status, body, cache) = s.doc.lock().unwrap().clone();
+                let mut r = Response::new(full(body));
+                *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                if let Some(c) = cache {
+                    r.headers_mut().insert("cache-control", c.parse().unwrap());
+                }
+                r
+            }
+        })
+        .await;
+        *addr_cell.lock().unwrap() = Some(addr);
+        JwksServer { addr, state }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn url(&self) -> String {
+        format!("http://{}/jwks", self.addr)
+    }
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+    pub fn discovery_hits(&self) -> usize {
+        self.state.discovery_hits.load(Ordering::SeqCst)
+    }
+    pub fn set(&self, status: u16, body: impl Into<String>) {
+        let mut d = self.state.doc.lock().unwrap();
+        d.0 = status;
+        d.1 = body.into();
+    }
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        self.state.doc.lock().unwrap().2 = value.map(str::to_string);
+    }
+    pub fn set_delay(&self, d: Duration) {
+        *self.state.delay.lock().unwrap() = d;
+    }
+}
+
+// === keys and tokens ===
+
+/// A key pair (or HMAC secret) made by Gatehouse's own signer, with its PEM and public JWK.
+pub struct TestKey {
+    pub alg: Algorithm,
+    pub key: SigningKey,
+    /// PKCS#8 PEM (or the raw secret for HS*).
+    pub pem: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestKey {
+    pub fn generate(alg: Algorithm) -> TestKey {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        let key = SigningKey::load_or_generate(&path, alg).unwrap();
+        let pem = std::fs::read_to_string(&path).unwrap();
+        TestKey { alg, key, pem, dir }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.key.kid
+    }
+
+    pub fn alg_name(&self) -> String {
+        format!("{:?}", self.alg)
+    }
+
+    /// The public JWK (with `kid`, `alg`, `use`).
+    pub fn jwk(&self) -> Value {
+        self.key.jwk.clone().expect("asymmetric key")
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        self.key.sign(claims)
+    }
+
+    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        self.key.sign_with_header(header, claims)
+    }
+}
+
+pub fn jwks(keys: &[&TestKey]) -> Value {
+    json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()})
+}
+
+/// Standard claims for `issuer`, audience `api`, expiring in 10 minutes.
+pub fn claims(issuer: &str, sub: &str) -> Value {
+    let now = now();
+    json!({"iss": issuer, "aud": "api", "sub": sub, "iat": now, "exp": now + 600})
+}
+
+/// Mints a token with an external library: "python" (PyJWT) or "node" (jose).
+pub fn mint_external(lib: &str, key: &TestKey, claims: &Value, kid: Option<&str>) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let (program, script) = match lib {
+        "python" => ("python3", root.join("mint.py")),
+        "node" => ("node", root.join("mint.mjs")),
+        other => panic!("unknown minting library {other}"),
+    };
+    let input = json!({"alg": key.alg_name(), "key": key.pem, "kid": kid, "claims": claims});
+    let mut child = std::process::Command::new(program)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install it; CI does): {e}"));
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{lib} minting failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+// === Gatehouse ===
+
+/// Gatehouse running in-process on an ephemeral port. Dropping it shuts it down.
+pub struct Gatehouse {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Gatehouse {
+    pub async fn start(toml: &str) -> Gatehouse {
+        let config = gatehouse::Config::from_toml(toml, Vec::new()).unwrap_or_else(|e| panic!("test config: {e}"));
+        Self::start_config(config).await
+    }
+
+    pub async fn start_config(config: gatehouse::Config) -> Gatehouse {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gatehouse::run(listener, config, async {
+            let _ = rx.await;
+        }));
+        Gatehouse { addr, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until `/readyz` answers 200 (key sets loaded).
+    pub async fn wait_ready(&self) {
+        let c = client();
+        for _ in 0..200 {
+            if let Ok(r) = c.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gatehouse never became ready");
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().http1_only().build().unwrap()
+}
+
+/// A config in front of `upstream` trusting `issuers` (TOML snippets), with the usual routes.
+pub fn config(upstream: &Upstream, extra: &str) -> String {
+    format!(
+        r#"
+[upstream]
+url = "{}"
+response_timeout = "2s"
+connect_timeout = "1s"
+[headers]
+claims = {{ tenant = "X-Auth-Tenant", "org.id" = "X-Auth-Org" }}
+{extra}
+[[routes]]
+path = "/public/"
+auth = "public"
+[[routes]]
+path = "/admin/"
+permissions = ["admin"]
+[[routes]]
+path = "/ops/"
+roles = ["ops", "sre"]
+[[routes]]
+path = "/"
+auth = "required"
+[log]
+access = false
+"#,
+        upstream.url()
+    )
+}
+
+/// An `[[issuers]]` block for a JWKS URL.
+pub fn issuer_block(issuer: &str, jwks_url: &str, algs: &[&str]) -> String {
+    let algs: Vec<String> = algs.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[[issuers]]\nissuer = \"{issuer}\"\njwks_url = \"{jwks_url}\"\naudiences = [\"api\"]\nalgorithms = [{}]\n",
+        algs.join(", ")
+    )
+}
+
+/// GET `path` with a bearer token; returns status and parsed JSON body (or Null).
+pub async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client().get(gh.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap();
+    (status, headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
