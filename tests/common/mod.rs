@@ -84,15 +84,15 @@ impl Upstream {
 
 async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
     let path = req.uri().path().to_string();
-    if let Some(ms) = path.strip_prefix("/slow/") {
+    if let Some(ms) = path.split_once("/slow/").map(|(_, ms)| ms) {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
     }
-    if let Some(code) = path.strip_prefix("/status/") {
+    if let Some(code) = path.split_once("/status/").map(|(_, c)| c) {
         let mut r = Response::new(full("status"));
         *r.status_mut() = StatusCode::from_u16(code.parse().unwrap()).unwrap();
         return r;
     }
-    if let Some(n) = path.strip_prefix("/stream/") {
+    if let Some(n) = path.split_once("/stream/").map(|(_, n)| n) {
         let n: usize = n.parse().unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
         tokio::spawn(async move {
