@@ -54,16 +54,17 @@ impl SigningKey {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let generated = generate(algorithm).map_err(|message| KeyError::Invalid {
-                    path: path.display().to_string(),
-                    message,
-                })?;
+                let generated = generate(algorithm).map_err(|message| KeyError::Invalid { path: path.display().to_string(), message })?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
-                write_private(path, &generated).map_err(io)?;
-                tracing::info!(path = %path.display(), ?algorithm, "generated a new signing key");
-                generated
+                if publish_private(path, &generated).map_err(io)? {
+                    tracing::info!(path = %path.display(), ?algorithm, "generated a new signing key");
+                    generated
+                } else {
+                    // Another process (a replica, `gatehouse token`) won the race: use its key.
+                    std::fs::read(path).map_err(io)?
+                }
             }
             Err(e) => return Err(io(e)),
         };
@@ -227,7 +228,8 @@ fn generate(algorithm: Algorithm) -> Result<Vec<u8>, String> {
             .map_err(fail)?
             .as_ref()
             .to_vec(),
-        EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
+        // PKCS#8 v1: the most widely read form (Python cryptography refuses the v2 encoding).
+        EdDSA => Ed25519KeyPair::generate_pkcs8v1(&rng)
             .map_err(fail)?
             .as_ref()
             .to_vec(),
@@ -249,13 +251,25 @@ fn generate(algorithm: Algorithm) -> Result<Vec<u8>, String> {
     Ok(pem.into_bytes())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes the key to a private temporary file, then links it into place, so no reader ever
+/// sees a half-written key and an existing key is never replaced. `false`: one was there.
+fn publish_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::Write;
+    let mut nonce = [0u8; 8];
+    SystemRandom::new().fill(&mut nonce).map_err(|_| std::io::Error::other("no randomness"))?;
+    let tmp = path.with_extension(format!("tmp-{}", B64.encode(nonce)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    let written = options.open(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

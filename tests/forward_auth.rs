@@ -1,0 +1,129 @@
+//! `/verify`, the forward-auth endpoint, in the Traefik / Caddy dialect (`X-Forwarded-*`)
+//! and the nginx dialect (`X-Original-*`), against the same route table as the proxy.
+
+mod common;
+
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+const ISS: &str = "https://idp.test";
+
+async fn setup() -> (Upstream, JwksServer, TestKey, Gatehouse) {
+    let key = TestKey::generate(Algorithm::RS256);
+    let upstream = Upstream::start().await;
+    let j = JwksServer::start(jwks(&[&key])).await;
+    let extra = format!(
+        "{}\n[[routes]]\nhost = \"admin.example.com\"\npath = \"/\"\npermissions = [\"admin\"]\n[[routes]]\npath = \"/write/\"\nmethods = [\"POST\", \"DELETE\"]\npermissions = [\"write\"]\n",
+        issuer_block(ISS, &j.url(), &["RS256"])
+    );
+    // Host- and method-specific rules must come first: put them ahead of the usual routes.
+    let text = config(&upstream, "").replace("[[routes]]\npath = \"/public/\"", &format!("{extra}[[routes]]\npath = \"/public/\""));
+    let gh = Gatehouse::start(&text).await;
+    gh.wait_ready().await;
+    (upstream, j, key, gh)
+}
+
+fn tok(key: &TestKey, perms: &[&str]) -> String {
+    let mut c = claims(ISS, "alice");
+    c["permissions"] = json!(perms);
+    c["email"] = json!("alice@example.com");
+    c["tenant"] = json!("t-1");
+    key.sign(&c)
+}
+
+async fn verify(gh: &Gatehouse, headers: &[(&str, &str)], token: Option<&str>) -> reqwest::Response {
+    let mut req = client().get(gh.url("/verify"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn traefik_and_caddy_dialect() {
+    let (upstream, _j, key, gh) = setup().await;
+    let fwd = |method: &'static str, uri: &'static str, host: &'static str| {
+        vec![("X-Forwarded-Method", method), ("X-Forwarded-Uri", uri), ("X-Forwarded-Host", host), ("X-Forwarded-Proto", "https")]
+    };
+    // Allowed: 200 with identity headers.
+    let r = verify(&gh, &fwd("GET", "/app/page?q=1", "app.example.com"), Some(&tok(&key, &["read"]))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-user-id"], "alice");
+    assert_eq!(r.headers()["x-auth-email"], "alice@example.com");
+    assert_eq!(r.headers()["x-auth-permissions"], "read");
+    assert_eq!(r.headers()["x-auth-method"], "jwt");
+    assert_eq!(r.headers()["x-auth-tenant"], "t-1");
+
+    // No credential on a protected path: 401 in the error shape.
+    let r = verify(&gh, &fwd("GET", "/app", "app.example.com"), None).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "missing_credentials");
+
+    // Public path: 200 without a credential, and no identity headers.
+    let r = verify(&gh, &fwd("GET", "/public/x", "app.example.com"), None).await;
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("x-auth-user-id"));
+
+    // Host rule: the same path needs `admin` on admin.example.com.
+    let r = verify(&gh, &fwd("GET", "/app", "admin.example.com:443"), Some(&tok(&key, &["read"]))).await;
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "insufficient_scope");
+    let r = verify(&gh, &fwd("GET", "/app", "admin.example.com"), Some(&tok(&key, &["admin"]))).await;
+    assert_eq!(r.status(), 200);
+
+    // Method rule: POST /write/ needs `write`, GET does not.
+    let r = verify(&gh, &fwd("POST", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
+    assert_eq!(r.status(), 403);
+    let r = verify(&gh, &fwd("GET", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
+    assert_eq!(r.status(), 200);
+
+    // Bad token: 401 invalid_token.
+    let r = verify(&gh, &fwd("GET", "/app", "app.example.com"), Some("abc.def.ghi")).await;
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_token");
+
+    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "forward-auth never proxies");
+}
+
+#[tokio::test]
+async fn nginx_dialect() {
+    let (_u, _j, key, gh) = setup().await;
+    let r = verify(&gh, &[("X-Original-Method", "POST"), ("X-Original-URI", "/write/x?y=1")], Some(&tok(&key, &["write"]))).await;
+    assert_eq!(r.status(), 200);
+    let r = verify(&gh, &[("X-Original-Method", "DELETE"), ("X-Original-URI", "/write/x")], Some(&tok(&key, &[]))).await;
+    assert_eq!(r.status(), 403);
+    let r = verify(&gh, &[("X-Original-URI", "/admin/")], Some(&tok(&key, &["read"]))).await;
+    assert_eq!(r.status(), 403);
+    let r = verify(&gh, &[("X-Original-URI", "/%61dmin/")], Some(&tok(&key, &["read"]))).await;
+    assert_eq!(r.status(), 403, "encoded paths are matched decoded");
+    let r = verify(&gh, &[("X-Original-URI", "/public/../admin/")], None).await;
+    assert_eq!(r.status(), 400, "dot segments are refused");
+    let r = verify(&gh, &[("X-Original-URI", "http://app.example.com/public/x")], None).await;
+    assert_eq!(r.status(), 200, "absolute-form URIs use their path");
+}
+
+#[tokio::test]
+async fn bad_forwarding_headers_are_400() {
+    let (_u, _j, key, gh) = setup().await;
+    let t = tok(&key, &["read"]);
+    let r = verify(&gh, &[("X-Forwarded-Method", "G E T"), ("X-Forwarded-Uri", "/app")], Some(&t)).await;
+    assert_eq!(r.status(), 400);
+    let r = client()
+        .get(gh.url("/verify"))
+        .header("X-Forwarded-Uri", "/public/a")
+        .header("X-Forwarded-Uri", "/app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a repeated forwarding header is ambiguous");
+    let r = verify(&gh, &[("X-Forwarded-Uri", "/bad%zz")], Some(&t)).await;
+    assert_eq!(r.status(), 400);
+}
