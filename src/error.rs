@@ -169,10 +169,10 @@ impl Error {
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(value) = self.www_authenticate() {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(header::WWW_AUTHENTICATE, v);
-            }
+        if let Some(value) = self.www_authenticate()
+            && let Ok(v) = HeaderValue::from_str(&value)
+        {
+            h.insert(header::WWW_AUTHENTICATE, v);
         }
         if let Error::RateLimited { retry_after } = self {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);

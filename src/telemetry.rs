@@ -66,13 +66,11 @@ fn request_id<B>(req: &Request<B>) -> String {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     {
-        if (1..=128).contains(&v.len())
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        {
-            return v.to_string();
-        }
+        return v.to_string();
     }
     format!(
         "{:08x}{:012x}",

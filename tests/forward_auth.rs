@@ -18,7 +18,10 @@ async fn setup() -> (Upstream, JwksServer, TestKey, Gatehouse) {
         issuer_block(ISS, &j.url(), &["RS256"])
     );
     // Host- and method-specific rules must come first: put them ahead of the usual routes.
-    let text = config(&upstream, "").replace("[[routes]]\npath = \"/public/\"", &format!("{extra}[[routes]]\npath = \"/public/\""));
+    let text = config(&upstream, "").replace(
+        "[[routes]]\npath = \"/public/\"",
+        &format!("{extra}[[routes]]\npath = \"/public/\""),
+    );
     let gh = Gatehouse::start(&text).await;
     gh.wait_ready().await;
     (upstream, j, key, gh)
@@ -32,7 +35,11 @@ fn tok(key: &TestKey, perms: &[&str]) -> String {
     key.sign(&c)
 }
 
-async fn verify(gh: &Gatehouse, headers: &[(&str, &str)], token: Option<&str>) -> reqwest::Response {
+async fn verify(
+    gh: &Gatehouse,
+    headers: &[(&str, &str)],
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut req = client().get(gh.url("/verify"));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -47,10 +54,20 @@ async fn verify(gh: &Gatehouse, headers: &[(&str, &str)], token: Option<&str>) -
 async fn traefik_and_caddy_dialect() {
     let (upstream, _j, key, gh) = setup().await;
     let fwd = |method: &'static str, uri: &'static str, host: &'static str| {
-        vec![("X-Forwarded-Method", method), ("X-Forwarded-Uri", uri), ("X-Forwarded-Host", host), ("X-Forwarded-Proto", "https")]
+        vec![
+            ("X-Forwarded-Method", method),
+            ("X-Forwarded-Uri", uri),
+            ("X-Forwarded-Host", host),
+            ("X-Forwarded-Proto", "https"),
+        ]
     };
     // Allowed: 200 with identity headers.
-    let r = verify(&gh, &fwd("GET", "/app/page?q=1", "app.example.com"), Some(&tok(&key, &["read"]))).await;
+    let r = verify(
+        &gh,
+        &fwd("GET", "/app/page?q=1", "app.example.com"),
+        Some(&tok(&key, &["read"])),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-user-id"], "alice");
     assert_eq!(r.headers()["x-auth-email"], "alice@example.com");
@@ -71,42 +88,102 @@ async fn traefik_and_caddy_dialect() {
     assert!(!r.headers().contains_key("x-auth-user-id"));
 
     // Host rule: the same path needs `admin` on admin.example.com.
-    let r = verify(&gh, &fwd("GET", "/app", "admin.example.com:443"), Some(&tok(&key, &["read"]))).await;
+    let r = verify(
+        &gh,
+        &fwd("GET", "/app", "admin.example.com:443"),
+        Some(&tok(&key, &["read"])),
+    )
+    .await;
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "insufficient_scope");
-    let r = verify(&gh, &fwd("GET", "/app", "admin.example.com"), Some(&tok(&key, &["admin"]))).await;
+    let r = verify(
+        &gh,
+        &fwd("GET", "/app", "admin.example.com"),
+        Some(&tok(&key, &["admin"])),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
     // Method rule: POST /write/ needs `write`, GET does not.
-    let r = verify(&gh, &fwd("POST", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
+    let r = verify(
+        &gh,
+        &fwd("POST", "/write/doc", "app.example.com"),
+        Some(&tok(&key, &["read"])),
+    )
+    .await;
     assert_eq!(r.status(), 403);
-    let r = verify(&gh, &fwd("GET", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
+    let r = verify(
+        &gh,
+        &fwd("GET", "/write/doc", "app.example.com"),
+        Some(&tok(&key, &["read"])),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
     // Bad token: 401 invalid_token.
-    let r = verify(&gh, &fwd("GET", "/app", "app.example.com"), Some("abc.def.ghi")).await;
+    let r = verify(
+        &gh,
+        &fwd("GET", "/app", "app.example.com"),
+        Some("abc.def.ghi"),
+    )
+    .await;
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "invalid_token");
 
-    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "forward-auth never proxies");
+    assert_eq!(
+        upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "forward-auth never proxies"
+    );
 }
 
 #[tokio::test]
 async fn nginx_dialect() {
     let (_u, _j, key, gh) = setup().await;
-    let r = verify(&gh, &[("X-Original-Method", "POST"), ("X-Original-URI", "/write/x?y=1")], Some(&tok(&key, &["write"]))).await;
+    let r = verify(
+        &gh,
+        &[
+            ("X-Original-Method", "POST"),
+            ("X-Original-URI", "/write/x?y=1"),
+        ],
+        Some(&tok(&key, &["write"])),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let r = verify(&gh, &[("X-Original-Method", "DELETE"), ("X-Original-URI", "/write/x")], Some(&tok(&key, &[]))).await;
+    let r = verify(
+        &gh,
+        &[
+            ("X-Original-Method", "DELETE"),
+            ("X-Original-URI", "/write/x"),
+        ],
+        Some(&tok(&key, &[])),
+    )
+    .await;
     assert_eq!(r.status(), 403);
-    let r = verify(&gh, &[("X-Original-URI", "/admin/")], Some(&tok(&key, &["read"]))).await;
+    let r = verify(
+        &gh,
+        &[("X-Original-URI", "/admin/")],
+        Some(&tok(&key, &["read"])),
+    )
+    .await;
     assert_eq!(r.status(), 403);
-    let r = verify(&gh, &[("X-Original-URI", "/%61dmin/")], Some(&tok(&key, &["read"]))).await;
+    let r = verify(
+        &gh,
+        &[("X-Original-URI", "/%61dmin/")],
+        Some(&tok(&key, &["read"])),
+    )
+    .await;
     assert_eq!(r.status(), 403, "encoded paths are matched decoded");
     let r = verify(&gh, &[("X-Original-URI", "/public/../admin/")], None).await;
     assert_eq!(r.status(), 400, "dot segments are refused");
-    let r = verify(&gh, &[("X-Original-URI", "http://app.example.com/public/x")], None).await;
+    let r = verify(
+        &gh,
+        &[("X-Original-URI", "http://app.example.com/public/x")],
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 200, "absolute-form URIs use their path");
 }
 
@@ -114,7 +191,12 @@ async fn nginx_dialect() {
 async fn bad_forwarding_headers_are_400() {
     let (_u, _j, key, gh) = setup().await;
     let t = tok(&key, &["read"]);
-    let r = verify(&gh, &[("X-Forwarded-Method", "G E T"), ("X-Forwarded-Uri", "/app")], Some(&t)).await;
+    let r = verify(
+        &gh,
+        &[("X-Forwarded-Method", "G E T"), ("X-Forwarded-Uri", "/app")],
+        Some(&t),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let r = client()
         .get(gh.url("/verify"))

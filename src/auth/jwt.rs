@@ -203,10 +203,10 @@ impl JwtVerifier {
         if now >= exp.saturating_add(leeway) {
             return Err(AuthError::TokenExpired);
         }
-        if let Some(nbf) = numeric(&claims, "nbf")? {
-            if now.saturating_add(leeway) < nbf {
-                return Err(invalid("the token is not valid yet (nbf)"));
-            }
+        if let Some(nbf) = numeric(&claims, "nbf")?
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(invalid("the token is not valid yet (nbf)"));
         }
         if !issuer.audiences.is_empty() {
             let ok = match claims.get("aud") {
@@ -357,10 +357,10 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64
 /// Follows a dot path (`realm_access.roles`); a top-level claim whose name contains dots
 /// is found too (`https://example.com/roles`).
 fn lookup<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    if path.len() > 1 {
-        if let Some(v) = claims.get(&path.join(".")) {
-            return Some(v);
-        }
+    if path.len() > 1
+        && let Some(v) = claims.get(&path.join("."))
+    {
+        return Some(v);
     }
     let (first, rest) = path.split_first()?;
     let mut value = claims.get(first)?;

@@ -34,6 +34,8 @@ impl KeyFamily {
     }
 }
 
+// A handful of long-lived values per key set: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Check {
     Public(signature::ParsedPublicKey),
     Hmac(hmac::Key),

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 use super::keys::{KeyFamily, VerifyKey};
 
+// A handful of long-lived values per key set: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Signer {
     Hmac(hmac::Key),
     Ecdsa(EcdsaKeyPair),
@@ -54,7 +56,10 @@ impl SigningKey {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let generated = generate(algorithm).map_err(|message| KeyError::Invalid { path: path.display().to_string(), message })?;
+                let generated = generate(algorithm).map_err(|message| KeyError::Invalid {
+                    path: path.display().to_string(),
+                    message,
+                })?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
@@ -256,13 +261,17 @@ fn generate(algorithm: Algorithm) -> Result<Vec<u8>, String> {
 fn publish_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::Write;
     let mut nonce = [0u8; 8];
-    SystemRandom::new().fill(&mut nonce).map_err(|_| std::io::Error::other("no randomness"))?;
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
     let tmp = path.with_extension(format!("tmp-{}", B64.encode(nonce)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
     let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     match linked {

@@ -132,26 +132,26 @@ impl Upstream {
             Ok(Ok(resp)) => resp,
         };
 
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let (Some(proto), Some(client_upgrade)) = (upgrade, client_upgrade) {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((client, upstream)) => {
-                            let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let (Some(proto), Some(client_upgrade)) = (upgrade, client_upgrade)
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
                     }
-                });
-                let (mut parts, _) = resp.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                parts
-                    .headers
-                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                parts.headers.insert(header::UPGRADE, proto);
-                return Ok(Response::from_parts(parts, crate::body::empty()));
-            }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            let (mut parts, _) = resp.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, proto);
+            return Ok(Response::from_parts(parts, crate::body::empty()));
         }
         remove_hop_by_hop(resp.headers_mut());
         Ok(resp.map(|b| b.boxed()))
@@ -223,10 +223,10 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>
         if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO.clone(), proto(peer));
         }
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            if let Some(h) = host {
-                headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-            }
+        if !headers.contains_key(&X_FORWARDED_HOST)
+            && let Some(h) = host
+        {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
     } else {
         headers.remove(&FORWARDED);

@@ -39,10 +39,10 @@ fn render(p: &Principal, config: &HeadersConfig) -> Vec<(HeaderName, HeaderValue
     // Values were checked for control characters and size when the credential was
     // verified; `from_bytes` additionally refuses anything a header cannot carry.
     let mut push = |name: &Option<HeaderName>, value: Option<&str>| {
-        if let (Some(name), Some(value)) = (name, value) {
-            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-                out.push((name.clone(), v));
-            }
+        if let (Some(name), Some(value)) = (name, value)
+            && let Ok(v) = HeaderValue::from_bytes(value.as_bytes())
+        {
+            out.push((name.clone(), v));
         }
     };
     push(&config.user_id, Some(&p.subject));

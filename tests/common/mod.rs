@@ -28,7 +28,10 @@ fn full(b: impl Into<Bytes>) -> TestBody {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Serves `handler` on 127.0.0.1:0 (HTTP/1.1 and h2c, with upgrades) until the test ends.
@@ -41,14 +44,18 @@ where
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let handler = handler.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -97,13 +104,19 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
         tokio::spawn(async move {
             for i in 0..n {
-                if tx.send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n"))))).await.is_err() {
+                if tx
+                    .send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n")))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
         return Response::new(StreamBody::new(stream).boxed());
     }
     if path == "/ws" && req.headers().contains_key("upgrade") {
@@ -118,21 +131,35 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
         });
         let mut r = Response::new(full(headers.to_string()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        r.headers_mut().insert("connection", "upgrade".parse().unwrap());
-        r.headers_mut().insert("upgrade", req.headers()["upgrade"].clone());
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        r.headers_mut()
+            .insert("upgrade", req.headers()["upgrade"].clone());
         return r;
     }
     let method = req.method().to_string();
-    let path_q = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let headers = headers_json(&req);
     let version = format!("{:?}", req.version());
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let echo = json!({"method": method, "path": path_q, "headers": headers, "body_len": body.len(), "version": version});
     let mut r = Response::new(full(echo.to_string()));
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     // Hop-by-hop headers Gatehouse must not pass back to the client.
-    r.headers_mut().insert("connection", "x-upstream-private".parse().unwrap());
-    r.headers_mut().insert("x-upstream-private", "1".parse().unwrap());
+    r.headers_mut()
+        .insert("connection", "x-upstream-private".parse().unwrap());
+    r.headers_mut()
+        .insert("x-upstream-private", "1".parse().unwrap());
     r
 }
 
@@ -310,9 +337,18 @@ pub fn mint_external(lib: &str, key: &TestKey, claims: &Value, kid: Option<&str>
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program} (install it; CI does): {e}"));
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{lib} minting failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{lib} minting failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -327,7 +363,8 @@ pub struct Gatehouse {
 
 impl Gatehouse {
     pub async fn start(toml: &str) -> Gatehouse {
-        let config = gatehouse::Config::from_toml(toml, Vec::new()).unwrap_or_else(|e| panic!("test config: {e}"));
+        let config = gatehouse::Config::from_toml(toml, Vec::new())
+            .unwrap_or_else(|e| panic!("test config: {e}"));
         Self::start_config(config).await
     }
 
@@ -338,7 +375,11 @@ impl Gatehouse {
         let task = tokio::spawn(gatehouse::run(listener, config, async {
             let _ = rx.await;
         }));
-        Gatehouse { addr, shutdown: Some(tx), task: Some(task) }
+        Gatehouse {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -349,10 +390,10 @@ impl Gatehouse {
     pub async fn wait_ready(&self) {
         let c = client();
         for _ in 0..200 {
-            if let Ok(r) = c.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = c.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -375,7 +416,11 @@ impl Drop for Gatehouse {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().http1_only().build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .build()
+        .unwrap()
 }
 
 /// A config in front of `upstream` trusting `issuers` (TOML snippets), with the usual routes.
@@ -418,7 +463,11 @@ pub fn issuer_block(issuer: &str, jwks_url: &str, algs: &[&str]) -> String {
 }
 
 /// GET `path` with a bearer token; returns status and parsed JSON body (or Null).
-pub async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
+pub async fn get(
+    gh: &Gatehouse,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut req = client().get(gh.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -427,5 +476,9 @@ pub async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> (u16, reqwe
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.bytes().await.unwrap();
-    (status, headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
 }
