@@ -352,7 +352,7 @@ async fn stale_keys_keep_serving_while_the_jwks_endpoint_fails() {
     let j = JwksServer::start(jwks(&[&key])).await;
     // A 1 s TTL forces refetches; the endpoint then fails but the keys stay for 3 s.
     let extra = format!(
-        "[jwt]\njwks_min_ttl = \"1s\"\njwks_default_ttl = \"1s\"\njwks_stale_ttl = \"3s\"\nverified_cache_capacity = 1\n{}",
+        "[jwt]\njwks_min_ttl = \"1s\"\njwks_default_ttl = \"1s\"\njwks_stale_ttl = \"3s\"\nverified_cache_capacity = 0\n{}",
         issuer_block(ISS, &j.url(), &["RS256"])
     );
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;

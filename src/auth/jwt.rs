@@ -51,7 +51,8 @@ impl Expiry<TokenHash, (Arc<Principal>, Instant)> for CachedUntilExp {
 pub struct JwtVerifier {
     issuers: Vec<Issuer>,
     by_name: HashMap<String, usize>,
-    verified: Cache<TokenHash, (Arc<Principal>, Instant)>,
+    /// `None` when `jwt.verified_cache_capacity` is 0.
+    verified: Option<Cache<TokenHash, (Arc<Principal>, Instant)>>,
     verified_ttl: Duration,
     max_token_bytes: usize,
     /// Claim paths whose values become headers, in the order of `HeadersConfig::claims`.
@@ -80,10 +81,12 @@ impl JwtVerifier {
         JwtVerifier {
             issuers,
             by_name,
-            verified: Cache::builder()
-                .max_capacity(config.jwt.verified_cache_capacity)
-                .expire_after(CachedUntilExp)
-                .build(),
+            verified: (config.jwt.verified_cache_capacity > 0).then(|| {
+                Cache::builder()
+                    .max_capacity(config.jwt.verified_cache_capacity)
+                    .expire_after(CachedUntilExp)
+                    .build()
+            }),
             verified_ttl: config.jwt.verified_cache_ttl,
             max_token_bytes: config.jwt.max_token_bytes,
             mapped_claims: config
@@ -105,11 +108,14 @@ impl JwtVerifier {
         if token.len() > self.max_token_bytes {
             return Err(invalid("the token is too large"));
         }
+        let Some(cache) = &self.verified else {
+            return self.verify_uncached(token).await.map(|(p, _)| Arc::new(p));
+        };
         let hash: TokenHash = digest::digest(&digest::SHA256, token.as_bytes())
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes");
-        if let Some((principal, _)) = self.verified.get(&hash) {
+        if let Some((principal, _)) = cache.get(&hash) {
             // The entry expires with the token, but moka's clock is coarse: check exp exactly.
             if principal.expires_at.is_none_or(|exp| now_secs() < exp) {
                 return Ok(principal);
@@ -118,7 +124,7 @@ impl JwtVerifier {
         let (principal, exp) = self.verify_uncached(token).await?;
         let principal = Arc::new(principal);
         let remaining = Duration::from_secs(exp.saturating_sub(now_secs()));
-        self.verified.insert(
+        cache.insert(
             hash,
             (
                 principal.clone(),

@@ -647,12 +647,11 @@ impl Validator {
                 8192,
                 1 << 20,
             ) as usize,
-            verified_cache_capacity: self.positive(
-                "jwt.verified_cache_capacity",
-                raw.verified_cache_capacity,
-                100_000,
-                100_000_000,
-            ),
+            verified_cache_capacity: match raw.verified_cache_capacity {
+                // 0 turns the verified-token cache off (every request checks the signature).
+                Some(0) => 0,
+                other => self.positive("jwt.verified_cache_capacity", other, 100_000, 100_000_000),
+            },
             verified_cache_ttl: d(self, "jwt.verified_cache_ttl", &raw.verified_cache_ttl, 300),
             key_cache_capacity: self.positive(
                 "jwt.key_cache_capacity",
