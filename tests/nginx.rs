@@ -244,8 +244,7 @@ fn nginx_conf(port: u16, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> 
     conf
 }
 
-async fn start_nginx(gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> Nginx {
-    let bin = nginx_binary();
+async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> Nginx {
     let port = free_port();
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, nginx_conf(port, gatehouse, app, dir)).unwrap();
@@ -256,7 +255,7 @@ async fn start_nginx(gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> Ngin
         d = dir.display()
     );
     let args = |extra: &[&str]| {
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.arg("-p")
             .arg(dir)
             .arg("-e")
@@ -485,6 +484,7 @@ async fn raw_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u
 
 #[tokio::test]
 async fn nginx_auth_request_in_front_of_gatehouse() {
+    let nginx_bin = nginx_binary();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
 
@@ -503,7 +503,7 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
         },
     ));
 
-    let nginx = start_nginx(gatehouse_addr, app_addr, dir).await;
+    let nginx = start_nginx(&nginx_bin, gatehouse_addr, app_addr, dir).await;
     let http = client();
 
     // (a) A valid token: the app answers, and sees exactly Gatehouse's verified identity.
