@@ -142,49 +142,33 @@ async fn traefik_and_caddy_dialect() {
 #[tokio::test]
 async fn nginx_dialect() {
     let (_u, _j, key, gh) = setup().await;
+    let orig = |method: &'static str, uri: &'static str| {
+        [("X-Original-Method", method), ("X-Original-URI", uri)]
+    };
     let r = verify(
         &gh,
-        &[
-            ("X-Original-Method", "POST"),
-            ("X-Original-URI", "/write/x?y=1"),
-        ],
+        &orig("POST", "/write/x?y=1"),
         Some(&tok(&key, &["write"])),
     )
     .await;
     assert_eq!(r.status(), 200);
-    let r = verify(
-        &gh,
-        &[
-            ("X-Original-Method", "DELETE"),
-            ("X-Original-URI", "/write/x"),
-        ],
-        Some(&tok(&key, &[])),
-    )
-    .await;
+    let r = verify(&gh, &orig("DELETE", "/write/x"), Some(&tok(&key, &[]))).await;
     assert_eq!(r.status(), 403);
-    let r = verify(
-        &gh,
-        &[("X-Original-URI", "/admin/")],
-        Some(&tok(&key, &["read"])),
-    )
-    .await;
+    let r = verify(&gh, &orig("GET", "/admin/"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 403);
-    let r = verify(
-        &gh,
-        &[("X-Original-URI", "/%61dmin/")],
-        Some(&tok(&key, &["read"])),
-    )
-    .await;
+    assert_eq!(
+        r.headers()["x-auth-error-code"],
+        "insufficient_scope",
+        "nginx only passes the status on"
+    );
+    let r = verify(&gh, &orig("GET", "/%61dmin/"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 403, "encoded paths are matched decoded");
-    let r = verify(&gh, &[("X-Original-URI", "/public/../admin/")], None).await;
+    let r = verify(&gh, &orig("GET", "/public/../admin/"), None).await;
     assert_eq!(r.status(), 400, "dot segments are refused");
-    let r = verify(
-        &gh,
-        &[("X-Original-URI", "http://app.example.com/public/x")],
-        None,
-    )
-    .await;
+    let r = verify(&gh, &orig("GET", "http://app.example.com/public/x"), None).await;
     assert_eq!(r.status(), 200, "absolute-form URIs use their path");
+    let r = verify(&gh, &orig("GET", "/app"), None).await;
+    assert_eq!(r.headers()["x-auth-error-code"], "missing_credentials");
 }
 
 #[tokio::test]
@@ -206,6 +190,63 @@ async fn bad_forwarding_headers_are_400() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "a repeated forwarding header is ambiguous");
-    let r = verify(&gh, &[("X-Forwarded-Uri", "/bad%zz")], Some(&t)).await;
+    let r = verify(
+        &gh,
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/bad%zz"),
+        ],
+        Some(&t),
+    )
+    .await;
     assert_eq!(r.status(), 400);
+    // Nothing is assumed: a missing method or URI is refused, not read as `GET /`.
+    for headers in [
+        &[("X-Forwarded-Uri", "/public/x")][..],
+        &[("X-Original-URI", "/public/x")][..],
+        &[("X-Forwarded-Method", "GET")][..],
+        &[][..],
+    ] {
+        let r = verify(&gh, headers, None).await;
+        assert_eq!(r.status(), 400, "{headers:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_header");
+    }
+}
+
+#[tokio::test]
+async fn a_client_cannot_pick_the_route_with_the_other_header_family() {
+    let (_u, _j, _key, gh) = setup().await;
+    // Traefik/Caddy overwrite X-Forwarded-* but pass a client's X-Original-* through.
+    let smuggled = [
+        ("X-Forwarded-Method", "DELETE"),
+        ("X-Forwarded-Uri", "/admin/x"),
+        ("X-Original-Method", "GET"),
+        ("X-Original-URI", "/public/x"),
+    ];
+    let r = verify(&gh, &smuggled, None).await;
+    assert_eq!(r.status(), 400, "disagreeing families are refused");
+    // Agreeing families are fine.
+    let same = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Original-Method", "GET"),
+        ("X-Original-URI", "/public/x"),
+    ];
+    assert_eq!(verify(&gh, &same, None).await.status(), 200);
+
+    // Pinned to one family, the other is ignored entirely.
+    let upstream = Upstream::start().await;
+    for (mode, expected) in [("forwarded", 401), ("original", 200)] {
+        let text = format!(
+            "{}\n[forward_auth]\nheaders = \"{mode}\"\n",
+            config(&upstream, "")
+        );
+        let pinned = Gatehouse::start(&text).await;
+        assert_eq!(
+            verify(&pinned, &smuggled, None).await.status(),
+            expected,
+            "{mode}"
+        );
+    }
 }

@@ -96,6 +96,9 @@ async fn client_identity_headers_never_reach_the_upstream() {
         ("X-Auth-Method", "api_key"),
         ("X-Auth-Tenant", "other"),
         ("X-Auth-Org", "other"),
+        ("X_Auth_User_Id", "underscore-admin"),
+        ("X_AUTH_ROLE", "admin"),
+        ("X_AUTH_ROLE", "admin"),
     ];
     for (path, token) in [
         ("/public/x", None),
@@ -122,6 +125,8 @@ async fn client_identity_headers_never_reach_the_upstream() {
             "x-auth-team-id",
             "x-auth-tenant",
             "x-auth-org",
+            "x_auth_user_id",
+            "x_auth_role",
         ] {
             assert!(
                 seen(&echo, name).is_empty(),

@@ -197,6 +197,18 @@ pub struct RateLimitConfig {
 #[derive(Debug, Clone)]
 pub struct ForwardAuthConfig {
     pub path: String,
+    pub headers: ForwardHeaders,
+}
+
+/// Which forwarding headers describe the original request at `/verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardHeaders {
+    /// Either family; both present and disagreeing is refused.
+    Auto,
+    /// `X-Original-Method` / `X-Original-URI` only (nginx).
+    Original,
+    /// `X-Forwarded-Method` / `X-Forwarded-Uri` only (Traefik, Caddy).
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,6 +438,18 @@ impl Validator {
                 .path
                 .clone()
                 .unwrap_or_else(|| "/verify".into()),
+            headers: match raw.forward_auth.headers.as_deref() {
+                None | Some("auto") => ForwardHeaders::Auto,
+                Some("original") => ForwardHeaders::Original,
+                Some("forwarded") => ForwardHeaders::Forwarded,
+                Some(other) => {
+                    self.problem(
+                        "forward_auth.headers",
+                        format!("`{other}` is not one of auto, original, forwarded"),
+                    );
+                    ForwardHeaders::Auto
+                }
+            },
         };
         if !forward_auth.path.starts_with('/') {
             self.problem("forward_auth.path", "must start with `/`");

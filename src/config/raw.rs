@@ -145,6 +145,7 @@ pub struct RawRateLimit {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawForwardAuth {
     pub path: Option<String>,
+    pub headers: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

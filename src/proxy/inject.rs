@@ -6,17 +6,32 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::auth::principal::Principal;
 use crate::config::HeadersConfig;
 
-/// Removes every reserved identity header. Returns how many copies were stripped, so
-/// spoofing attempts can be counted and logged.
+/// Removes every reserved identity header, also when spelled with `_` for `-` (some
+/// servers and frameworks read `X_Auth_User_Id` as `X-Auth-User-Id`). Returns how many
+/// copies were stripped, so spoofing attempts can be counted and logged.
 pub fn strip(headers: &mut HeaderMap, config: &HeadersConfig) -> usize {
     let mut stripped = 0;
     for name in &config.reserved {
-        // `remove` drops every value of the name; HeaderMap names are already lowercase.
+        // Removes every value of the name; HeaderMap names are already lowercase.
+        if let http::header::Entry::Occupied(e) = headers.entry(name) {
+            stripped += e.remove_entry_mult().1.count();
+        }
+    }
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_') && is_reserved(&k.as_str().replace('_', "-"), config))
+        .cloned()
+        .collect();
+    for name in underscored {
         if let http::header::Entry::Occupied(e) = headers.entry(name) {
             stripped += e.remove_entry_mult().1.count();
         }
     }
     stripped
+}
+
+fn is_reserved(name: &str, config: &HeadersConfig) -> bool {
+    config.reserved.iter().any(|r| r.as_str() == name)
 }
 
 /// Inserts the principal's identity headers (rendered once per principal and reused).
@@ -74,7 +89,9 @@ mod tests {
         h.append("x-tenant", HeaderValue::from_static("t"));
         h.append("X-User", HeaderValue::from_static("u"));
         h.append("x-other", HeaderValue::from_static("keep"));
-        assert_eq!(strip(&mut h, &cfg.headers), 4);
+        h.append("X_Auth_User_Id", HeaderValue::from_static("underscored"));
+        h.append("x_tenant", HeaderValue::from_static("t"));
+        assert_eq!(strip(&mut h, &cfg.headers), 6);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
     }
