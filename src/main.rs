@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// Many small, short-lived allocations per request (headers, URIs, futures): mimalloc
+// handles them with less CPU than glibc's allocator (measured with bench/run.sh).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gatehouse::Config;
 
 #[derive(Parser)]
