@@ -1,9 +1,16 @@
 //! The shared state of a running Gatehouse: validated config, verifiers, the upstream
-//! client and metrics. Built once by [`crate::run`]; every request borrows it.
+//! client, the accounts machinery and metrics. Built once by [`crate::run`].
+
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
 
 use crate::auth::Auth;
+use crate::auth::password::Passwords;
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::proxy::forward::Upstream;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 pub struct App {
@@ -11,17 +18,43 @@ pub struct App {
     pub auth: Auth,
     pub upstream: Upstream,
     pub metrics: Metrics,
+    /// Present when `[tokens]` is configured: the auth API and its store.
+    pub accounts: Option<Accounts>,
+}
+
+pub struct Accounts {
+    pub store: Arc<dyn Store>,
+    pub passwords: Passwords,
+    pub limiter: Arc<Limiter>,
+    /// Derives a refresh token's child from it (see `api::session`).
+    pub refresh_key: hmac::Key,
 }
 
 impl App {
-    pub fn build(config: Config) -> anyhow::Result<Self> {
-        let auth = Auth::build(&config)?;
+    pub async fn build(config: Config) -> anyhow::Result<Arc<Self>> {
+        let store: Option<Arc<dyn Store>> = match &config.tokens {
+            Some(_) => Some(Arc::new(crate::store::SqlStore::connect(&config.store.url).await?)),
+            None => None,
+        };
+        let auth = Auth::build(&config, store.clone()).await?;
+        let accounts = match (store, &auth.signing) {
+            (Some(store), Some(signing)) => Some(Accounts {
+                store,
+                passwords: Passwords::new(config.accounts.hash_concurrency),
+                limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
+                refresh_key: hmac::Key::new(
+                    hmac::HMAC_SHA256,
+                    &signing.derive_secret(b"gatehouse refresh-token children v1"),
+                ),
+            }),
+            _ => None,
+        };
         let upstream = Upstream::new(&config.upstream);
-        Ok(App {
-            config,
-            auth,
-            upstream,
-            metrics: Metrics::new(),
-        })
+        Ok(Arc::new(App { config, auth, upstream, metrics: Metrics::new(), accounts }))
+    }
+
+    /// The accounts machinery; only called from the auth API, which exists only with it.
+    pub fn accounts(&self) -> &Accounts {
+        self.accounts.as_ref().expect("the auth API is routed only when accounts are set up")
     }
 }

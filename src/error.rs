@@ -57,6 +57,69 @@ pub enum UpstreamError {
     Timeout,
 }
 
+/// The auth API refused a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input; `field` names what is wrong (`body` for the body as a whole).
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("invalid email, username or password")]
+    InvalidCredentials,
+    #[error("the account is locked after too many failed logins; try again later")]
+    AccountLocked { retry_after: Duration },
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefreshToken,
+    #[error("the reset token is invalid, expired or used")]
+    InvalidResetToken,
+    #[error("registration is closed")]
+    RegistrationClosed,
+    #[error("no such account")]
+    NoAccount,
+    /// A store or hashing failure; details are logged, never sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict(field) => ApiError::Conflict(field),
+            crate::store::StoreError::NotFound => ApiError::NoAccount,
+            crate::store::StoreError::Database(msg) => {
+                tracing::error!(error = %msg, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<crate::auth::password::HashError> for ApiError {
+    fn from(_: crate::auth::password::HashError) -> Self {
+        tracing::error!("password hashing failed");
+        ApiError::Internal
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::Api(e.into())
+    }
+}
+
+impl From<crate::auth::password::HashError> for Error {
+    fn from(e: crate::auth::password::HashError) -> Self {
+        Error::Api(e.into())
+    }
+}
+
 /// Any error that ends a request early.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -68,6 +131,8 @@ pub enum Error {
     Request(#[from] RequestError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     #[error("Gatehouse is not ready yet")]
@@ -99,6 +164,17 @@ impl Error {
             Error::Upstream(UpstreamError::Timeout) => "upstream_timeout",
             Error::RateLimited { .. } => "rate_limited",
             Error::NotReady => "not_ready",
+            Error::Api(e) => match e {
+                ApiError::Validation { .. } => "validation_error",
+                ApiError::Conflict(_) => "conflict",
+                ApiError::InvalidCredentials => "invalid_credentials",
+                ApiError::AccountLocked { .. } => "account_locked",
+                ApiError::InvalidRefreshToken => "invalid_token",
+                ApiError::InvalidResetToken => "invalid_token",
+                ApiError::RegistrationClosed => "registration_closed",
+                ApiError::NoAccount => "invalid_token",
+                ApiError::Internal => "internal_error",
+            },
         }
     }
 
@@ -113,6 +189,16 @@ impl Error {
             Error::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Api(e) => match e {
+                ApiError::Validation { .. } | ApiError::InvalidResetToken => StatusCode::BAD_REQUEST,
+                ApiError::Conflict(_) => StatusCode::CONFLICT,
+                ApiError::InvalidCredentials
+                | ApiError::AccountLocked { .. }
+                | ApiError::InvalidRefreshToken
+                | ApiError::NoAccount => StatusCode::UNAUTHORIZED,
+                ApiError::RegistrationClosed => StatusCode::FORBIDDEN,
+                ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -128,6 +214,8 @@ impl Error {
             StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
             _ => "error",
         }
     }
@@ -139,13 +227,15 @@ impl Error {
                 return Some(r#"Bearer realm="gatehouse""#.into());
             }
             Error::Auth(e) => ("invalid_token", e.to_string()),
+            Error::Api(ApiError::InvalidRefreshToken | ApiError::NoAccount) => ("invalid_token", self.to_string()),
+            Error::Api(ApiError::InvalidCredentials | ApiError::AccountLocked { .. }) => {
+                return Some(r#"Bearer realm="gatehouse""#.into());
+            }
             Error::Access(e) => ("insufficient_scope", e.to_string()),
             _ => return None,
         };
-        let mut value = format!(
-            r#"Bearer realm="gatehouse", error="{code}", error_description="{}""#,
-            quote_safe(&description)
-        );
+        let mut value =
+            format!(r#"Bearer realm="gatehouse", error="{code}", error_description="{}""#, quote_safe(&description));
         if let Error::Access(AccessError::InsufficientScope { missing }) = self {
             value.push_str(&format!(r#", scope="{}""#, quote_safe(&missing.join(" "))));
         }
@@ -155,26 +245,20 @@ impl Error {
     /// The one mapping from an error to the response the client sees.
     pub fn to_response(&self) -> Response<Body> {
         let status = self.status();
-        let json = serde_json::to_vec(&ErrorBody {
-            error: Self::kind(status),
-            code: self.code(),
-            message: self.to_string(),
-        })
-        .expect("error body serialises");
+        let json =
+            serde_json::to_vec(&ErrorBody { error: Self::kind(status), code: self.code(), message: self.to_string() })
+                .expect("error body serialises");
         let mut resp = Response::new(body::full(Bytes::from(json)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(value) = self.www_authenticate()
             && let Ok(v) = HeaderValue::from_str(&value)
         {
             h.insert(header::WWW_AUTHENTICATE, v);
         }
-        if let Error::RateLimited { retry_after } = self {
+        if let Error::RateLimited { retry_after } | Error::Api(ApiError::AccountLocked { retry_after }) = self {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
@@ -184,15 +268,7 @@ impl Error {
 
 /// Keeps a description inside an RFC 7230 quoted-string: printable ASCII, no `"` or `\`.
 fn quote_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    text.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' }).collect()
 }
 
 #[cfg(test)]
@@ -203,32 +279,21 @@ mod tests {
     fn missing_credentials_has_bare_challenge() {
         let r = Error::from(AuthError::MissingCredentials).to_response();
         assert_eq!(r.status(), 401);
-        assert_eq!(
-            r.headers()[header::WWW_AUTHENTICATE],
-            r#"Bearer realm="gatehouse""#
-        );
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="gatehouse""#);
     }
 
     #[test]
     fn insufficient_scope_names_the_scope() {
-        let e = Error::from(AccessError::InsufficientScope {
-            missing: vec!["admin".into(), "write".into()],
-        });
+        let e = Error::from(AccessError::InsufficientScope { missing: vec!["admin".into(), "write".into()] });
         let r = e.to_response();
         assert_eq!(r.status(), 403);
         let v = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(
-            v.contains(r#"error="insufficient_scope""#) && v.contains(r#"scope="admin write""#),
-            "{v}"
-        );
+        assert!(v.contains(r#"error="insufficient_scope""#) && v.contains(r#"scope="admin write""#), "{v}");
     }
 
     #[test]
     fn rate_limited_rounds_retry_after_up() {
-        let r = Error::RateLimited {
-            retry_after: Duration::from_millis(1500),
-        }
-        .to_response();
+        let r = Error::RateLimited { retry_after: Duration::from_millis(1500) }.to_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
     }
 }

@@ -17,34 +17,28 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 
 use std::future::Future;
-use std::sync::Arc;
-
 use tokio::net::TcpListener;
 
 pub use config::Config;
 
 /// Runs Gatehouse on an already-bound listener until `shutdown` resolves, then drains.
 /// This is the seam every test uses: bind `127.0.0.1:0`, pass the listener, pass a future.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     install_crypto_provider();
-    let tls = config
-        .server
-        .tls
-        .as_ref()
-        .map(server::tls_acceptor)
-        .transpose()?;
-    let app = Arc::new(app::App::build(config)?);
-    let maintenance = app.auth.spawn_maintenance();
+    let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
+    let app = app::App::build(config).await?;
+    let mut maintenance = app.auth.spawn_maintenance(&app.config);
+    if let Some(accounts) = &app.accounts {
+        maintenance.push(tokio::spawn(accounts.limiter.clone().prune()));
+    }
     tracing::info!(listen = %listener.local_addr()?, upstream = %app.config.upstream.url, tls = tls.is_some(), "gatehouse is serving");
     server::serve(listener, app, tls, shutdown).await;
     for task in maintenance {

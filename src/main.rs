@@ -1,58 +1,42 @@
-//! The `gatehouse` command: parse arguments, load and validate config, bind, run.
+//! The `gatehouse` command: parse arguments, load and validate config, then serve or run
+//! one operator task (`check-config`, `token`, `user create`).
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use gatehouse::Config;
+use gatehouse::store::Store;
 
 // Many small, short-lived allocations per request (headers, URIs, futures): mimalloc
 // handles them with less CPU than glibc's allocator (measured with bench/run.sh).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use gatehouse::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "gatehouse",
-    version,
-    about = "An authentication sidecar for any HTTP app"
-)]
+#[command(name = "gatehouse", version, about = "An authentication sidecar for any HTTP app")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct ConfigArg {
+    #[arg(long, short, env = "GATEHOUSE_CONFIG", default_value = "config/gatehouse.toml")]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
-    Serve {
-        #[arg(
-            long,
-            short,
-            env = "GATEHOUSE_CONFIG",
-            default_value = "config/gatehouse.toml"
-        )]
-        config: PathBuf,
-    },
+    Serve(ConfigArg),
     /// Validate a config file (with GATEHOUSE_* overrides) and exit non-zero on any problem.
-    CheckConfig {
-        #[arg(
-            long,
-            short,
-            env = "GATEHOUSE_CONFIG",
-            default_value = "config/gatehouse.toml"
-        )]
-        config: PathBuf,
-    },
-    /// Print a token signed with the `[tokens]` key, for trying things out.
+    CheckConfig(ConfigArg),
+    /// Print a token signed with Gatehouse's own key, for trying things out.
     Token {
-        #[arg(
-            long,
-            short,
-            env = "GATEHOUSE_CONFIG",
-            default_value = "config/gatehouse.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The subject (user id).
         #[arg(long, default_value = "demo-user")]
         sub: String,
@@ -69,74 +53,105 @@ enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Manage accounts in the store.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from standard input (one line) or, on a
+    /// terminal, prompted for; never from the command line.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        /// Comma-separated permissions.
+        #[arg(long, value_delimiter = ',')]
+        permissions: Vec<String>,
+        #[arg(long)]
+        team_id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(c) => {
-                println!("{}: ok", config.display());
-                for (what, n) in gatehouse::config::summary(&c) {
-                    println!("  {what}: {n}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprint!("{}: {e}", config.display());
-                ExitCode::from(2)
-            }
-        },
-        Command::Serve { config } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{}: {e}", config.display());
-                    return ExitCode::from(2);
-                }
-            };
-            match serve(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("gatehouse: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+    let result = match cli.command {
+        Command::CheckConfig(ConfigArg { config }) => check_config(&config),
+        Command::Serve(ConfigArg { config }) => load(&config).and_then(serve),
+        Command::Token { config, sub, email, role, permissions, team_id, ttl } => {
+            token(&config.config, sub, email, role, permissions, team_id, ttl).map(|t| println!("{t}"))
         }
-        Command::Token {
-            config,
-            sub,
-            email,
-            role,
-            permissions,
-            team_id,
-            ttl,
-        } => match token(&config, sub, email, role, permissions, team_id, ttl) {
-            Ok(t) => {
-                println!("{t}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("gatehouse: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::User {
+            command: UserCommand::Create { config, email, username, name, role, permissions, team_id },
+        } => create_user(&config.config, email, username, name, role, permissions, team_id),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(text)) => {
+            eprint!("{text}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+/// A bad config exits 2 (as `check-config` documents); anything else 1.
+enum Failure {
+    Config(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn load(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::Config(format!("{}: {e}", path.display())))
+}
+
+fn check_config(path: &Path) -> Result<(), Failure> {
+    let c = load(path)?;
+    println!("{}: ok", path.display());
+    for (what, n) in gatehouse::config::summary(&c) {
+        println!("  {what}: {n}");
+    }
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<(), Failure> {
     gatehouse::telemetry::init(&config.log);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(n) = config.server.worker_threads {
         runtime.worker_threads(n);
     }
-    runtime.build()?.block_on(async move {
+    runtime.build().map_err(anyhow::Error::from)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
         gatehouse::run(listener, config, shutdown_signal()).await
-    })
+    })?;
+    Ok(())
+}
+
+/// A small runtime for the one-shot commands that touch the store.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 async fn shutdown_signal() {
@@ -150,29 +165,30 @@ async fn shutdown_signal() {
 }
 
 fn token(
-    path: &std::path::Path,
+    path: &Path,
     sub: String,
     email: Option<String>,
     role: Option<String>,
     permissions: Vec<String>,
     team_id: Option<String>,
     ttl: Option<String>,
-) -> anyhow::Result<String> {
-    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+) -> Result<String, Failure> {
+    let config = load(path)?;
     let tokens = config.tokens.as_ref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: there is no [tokens] section, so Gatehouse has no key to sign with",
-            path.display()
-        )
+        anyhow::anyhow!("{}: there is no [tokens] section, so Gatehouse has no key to sign with", path.display())
     })?;
     let ttl = match ttl {
-        Some(t) => {
-            gatehouse::config::parse_duration(&t).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?
-        }
+        Some(t) => gatehouse::config::parse_duration(&t).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?,
         None => tokens.access_ttl,
     };
-    let key =
-        gatehouse::auth::signing::SigningKey::load_or_generate(&tokens.key_file, tokens.algorithm)?;
+    let key = runtime()?.block_on(async {
+        let store = match tokens.key_file {
+            Some(_) => None,
+            None => Some(gatehouse::store::SqlStore::connect(&config.store.url).await?),
+        };
+        let keys = gatehouse::auth::own_keys(tokens, store.as_ref().map(|s| s as &dyn Store)).await?;
+        keys.into_iter().last().ok_or_else(|| anyhow::anyhow!("no signing key"))
+    })?;
     let now = gatehouse::auth::jwt::now_secs();
     let mut claims = serde_json::json!({
         "iss": tokens.issuer,
@@ -188,4 +204,58 @@ fn token(
         }
     }
     Ok(key.sign(&claims))
+}
+
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn create_user(
+    path: &Path,
+    email: String,
+    username: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    permissions: Vec<String>,
+    team_id: Option<String>,
+) -> Result<(), Failure> {
+    let config = load(path)?;
+    let cfg = &config.accounts;
+    let email = gatehouse::api::validate::email(&email).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let username = username
+        .as_deref()
+        .map(gatehouse::api::validate::username)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let password = read_password()?;
+    gatehouse::api::validate::password("password", &password, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let user = runtime()?.block_on(async {
+        let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
+        let hash = gatehouse::auth::password::Passwords::new(1).hash(&password).await?;
+        let now = gatehouse::auth::jwt::now_secs() as i64;
+        let user = store
+            .create_user(gatehouse::store::NewUser {
+                id: gatehouse::api::session::new_id(),
+                email,
+                username,
+                name,
+                password_hash: hash,
+                role: role.unwrap_or_else(|| cfg.default_role.clone()),
+                permissions: if permissions.is_empty() { cfg.default_permissions.clone() } else { permissions },
+                team_id,
+                now,
+                ..Default::default()
+            })
+            .await?;
+        anyhow::Ok(user)
+    })?;
+    println!("created user {} <{}> role={} permissions={}", user.id, user.email, user.role, user.permissions.join(","));
+    Ok(())
 }

@@ -41,10 +41,7 @@ struct Rule {
 }
 
 /// Requests no rule matches need a verified caller: the table fails closed.
-static DEFAULT_ACCESS: Access = Access::Authenticated {
-    permissions: Vec::new(),
-    roles: Vec::new(),
-};
+static DEFAULT_ACCESS: Access = Access::Authenticated { permissions: Vec::new(), roles: Vec::new() };
 
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
@@ -92,11 +89,7 @@ impl RouteTable {
     /// The access rule for a request. `host` is the Host header without port, any case;
     /// `path` must already be canonical (see [`canonical_path`]).
     pub fn access(&self, host: &str, method: &Method, path: &str) -> &Access {
-        self.rules
-            .iter()
-            .find(|r| r.matches(host, method, path))
-            .map(|r| &r.access)
-            .unwrap_or(&DEFAULT_ACCESS)
+        self.rules.iter().find(|r| r.matches(host, method, path)).map(|r| &r.access).unwrap_or(&DEFAULT_ACCESS)
     }
 }
 
@@ -105,9 +98,7 @@ impl Rule {
         let host_ok = match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
-            HostMatch::Suffix(s) => {
-                host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
+            HostMatch::Suffix(s) => host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s),
         };
         host_ok
             && (self.methods.is_empty() || self.methods.contains(method))
@@ -123,11 +114,7 @@ pub fn canonical_path(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError
     let bytes = path.as_bytes();
     let needs_work = bytes.contains(&b'%') || path.contains("//") || has_dot_segment(path);
     if !needs_work {
-        return if path.starts_with('/') {
-            Ok(path.into())
-        } else {
-            Ok(format!("/{path}").into())
-        };
+        return if path.starts_with('/') { Ok(path.into()) } else { Ok(format!("/{path}").into()) };
     }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -164,8 +151,7 @@ pub fn canonical_path(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError
 }
 
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/')
-        .any(|s| s == "." || s == ".." || s.contains('\\'))
+    path.split('/').any(|s| s == "." || s == ".." || s.contains('\\'))
 }
 
 #[cfg(test)]
@@ -178,67 +164,32 @@ mod tests {
             roles: vec![],
         };
         RouteTable::compile(vec![
-            RuleSpec {
-                host: Some("*.internal".into()),
-                path: "/".into(),
-                methods: vec![],
-                access: Access::Public,
-            },
-            RuleSpec {
-                host: None,
-                path: "/public/".into(),
-                methods: vec![],
-                access: Access::Public,
-            },
+            RuleSpec { host: Some("*.internal".into()), path: "/".into(), methods: vec![], access: Access::Public },
+            RuleSpec { host: None, path: "/public/".into(), methods: vec![], access: Access::Public },
             RuleSpec {
                 host: None,
                 path: "/admin/".into(),
                 methods: vec![Method::GET, Method::POST],
                 access: auth(&["admin"]),
             },
-            RuleSpec {
-                host: None,
-                path: "/admin/".into(),
-                methods: vec![],
-                access: auth(&["root"]),
-            },
-            RuleSpec {
-                host: None,
-                path: "/".into(),
-                methods: vec![],
-                access: auth(&[]),
-            },
+            RuleSpec { host: None, path: "/admin/".into(), methods: vec![], access: auth(&["root"]) },
+            RuleSpec { host: None, path: "/".into(), methods: vec![], access: auth(&[]) },
         ])
     }
 
     #[test]
     fn first_match_wins() {
         let t = table();
-        assert_eq!(
-            t.access("a.com", &Method::GET, "/public/x"),
-            &Access::Public
-        );
+        assert_eq!(t.access("a.com", &Method::GET, "/public/x"), &Access::Public);
         assert_eq!(t.access("a.com", &Method::GET, "/public"), &Access::Public);
-        assert_ne!(
-            t.access("a.com", &Method::GET, "/publicity"),
-            &Access::Public
-        );
-        let Access::Authenticated { permissions, .. } =
-            t.access("a.com", &Method::GET, "/admin/users")
-        else {
+        assert_ne!(t.access("a.com", &Method::GET, "/publicity"), &Access::Public);
+        let Access::Authenticated { permissions, .. } = t.access("a.com", &Method::GET, "/admin/users") else {
             panic!()
         };
         assert_eq!(permissions, &["admin"]);
-        let Access::Authenticated { permissions, .. } =
-            t.access("a.com", &Method::DELETE, "/admin")
-        else {
-            panic!()
-        };
+        let Access::Authenticated { permissions, .. } = t.access("a.com", &Method::DELETE, "/admin") else { panic!() };
         assert_eq!(permissions, &["root"]);
-        assert_eq!(
-            t.access("svc.INTERNAL", &Method::GET, "/admin/x"),
-            &Access::Public
-        );
+        assert_eq!(t.access("svc.INTERNAL", &Method::GET, "/admin/x"), &Access::Public);
         assert_ne!(t.access("internal", &Method::GET, "/x"), &Access::Public);
     }
 
@@ -254,18 +205,9 @@ mod tests {
         assert_eq!(canonical_path("/%61dmin/x").unwrap(), "/admin/x");
         assert_eq!(canonical_path("//admin//x/").unwrap(), "/admin/x/");
         assert_eq!(canonical_path("/a%2Fb").unwrap(), "/a%2Fb");
-        assert_eq!(
-            canonical_path("/public/../admin"),
-            Err(PathError::DotSegment)
-        );
-        assert_eq!(
-            canonical_path("/public/%2e%2e/admin"),
-            Err(PathError::DotSegment)
-        );
-        assert_eq!(
-            canonical_path("/public/.%2E/admin"),
-            Err(PathError::DotSegment)
-        );
+        assert_eq!(canonical_path("/public/../admin"), Err(PathError::DotSegment));
+        assert_eq!(canonical_path("/public/%2e%2e/admin"), Err(PathError::DotSegment));
+        assert_eq!(canonical_path("/public/.%2E/admin"), Err(PathError::DotSegment));
         assert_eq!(canonical_path("/a/..\\admin"), Err(PathError::DotSegment));
         assert_eq!(canonical_path("/bad%zz"), Err(PathError::BadEncoding));
         assert_eq!(canonical_path("/nul%00"), Err(PathError::BadEncoding));

@@ -28,24 +28,18 @@ pub fn tls_acceptor(tls: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
         .map_err(|e| anyhow::anyhow!("server.tls.cert_file {}: {e}", tls.cert_file.display()))?;
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
         .map_err(|e| anyhow::anyhow!("server.tls.key_file {}: {e}", tls.key_file.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
 /// for up to `server.shutdown_grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    tls: Option<TlsAcceptor>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<TlsAcceptor>, shutdown: impl Future<Output = ()>) {
     let server = &app.config.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -80,11 +74,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer {
-            addr,
-            tls: tls.is_some(),
-            trusted: server.is_trusted_proxy(addr.ip()),
-        };
+        let peer = Peer { addr, tls: tls.is_some(), trusted: server.is_trusted_proxy(addr.ip()) };
         let app = app.clone();
         let service = service_fn(move |req| proxy::handle(app.clone(), peer, req));
         let builder = builder.clone();
@@ -92,23 +82,18 @@ pub async fn serve(
         match tls.clone() {
             None => {
                 tokio::spawn(async move {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                     drop(permit);
                 });
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            _ => return,
-                        };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        _ => return,
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                     drop(permit);
                 });
@@ -117,10 +102,7 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(server.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(server.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period ended with connections still open");
     }
 }

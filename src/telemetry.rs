@@ -20,17 +20,10 @@ use crate::proxy::Peer;
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
 pub fn init(config: &LogConfig) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
 }
@@ -62,21 +55,13 @@ fn process_prefix() -> u32 {
 
 /// The client's `X-Request-Id` if it is a sane token, else a new unique id.
 fn request_id<B>(req: &Request<B>) -> String {
-    if let Some(v) = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+    if let Some(v) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok())
         && (1..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     {
         return v.to_string();
     }
-    format!(
-        "{:08x}{:012x}",
-        process_prefix(),
-        REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{:08x}{:012x}", process_prefix(), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 impl AccessLog {
@@ -145,66 +130,30 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatehouse");
         let requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests handled, by status and error code",
-            requests.clone(),
-        );
-        let latency = Histogram::new([
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
-        ]);
-        registry.register(
-            "request_duration_seconds",
-            "Time from request to response headers",
-            latency.clone(),
-        );
+        registry.register("requests", "Requests handled, by status and error code", requests.clone());
+        let latency = Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0]);
+        registry.register("request_duration_seconds", "Time from request to response headers", latency.clone());
         let jwks_fetches = Family::<IssuerLabels, Gauge>::default();
-        registry.register(
-            "jwks_fetches",
-            "JWKS documents fetched per issuer since start",
-            jwks_fetches.clone(),
-        );
+        registry.register("jwks_fetches", "JWKS documents fetched per issuer since start", jwks_fetches.clone());
         let jwks_ready = Family::<IssuerLabels, Gauge>::default();
-        registry.register(
-            "jwks_ready",
-            "1 when the issuer's key set is loaded and fresh",
-            jwks_ready.clone(),
-        );
-        Metrics {
-            registry,
-            requests,
-            latency,
-            jwks_fetches,
-            jwks_ready,
-        }
+        registry.register("jwks_ready", "1 when the issuer's key set is loaded and fresh", jwks_ready.clone());
+        Metrics { registry, requests, latency, jwks_fetches, jwks_ready }
     }
 
     pub fn observe(&self, log: &AccessLog, elapsed: Duration) {
-        self.requests
-            .get_or_create(&OutcomeLabels {
-                status: log.status,
-                code: log.error.unwrap_or(""),
-            })
-            .inc();
+        self.requests.get_or_create(&OutcomeLabels { status: log.status, code: log.error.unwrap_or("") }).inc();
         self.latency.observe(elapsed.as_secs_f64());
     }
 
     /// Renders the text exposition format, refreshing the key-set gauges first.
     pub fn render(&self, auth: &crate::auth::Auth) -> String {
         for issuer in auth.jwt.issuers() {
-            let labels = IssuerLabels {
-                issuer: issuer.name.clone(),
-            };
-            self.jwks_fetches
-                .get_or_create(&labels)
-                .set(issuer.keys.fetches.load(Ordering::Relaxed) as i64);
-            self.jwks_ready
-                .get_or_create(&labels)
-                .set(i64::from(issuer.keys.is_ready()));
+            let labels = IssuerLabels { issuer: issuer.name.clone() };
+            self.jwks_fetches.get_or_create(&labels).set(issuer.keys.fetches.load(Ordering::Relaxed) as i64);
+            self.jwks_ready.get_or_create(&labels).set(i64::from(issuer.keys.is_ready()));
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

@@ -1,5 +1,20 @@
 //! Gatehouse's own endpoints, answered before anything is proxied: health, readiness,
-//! metrics, the public keys of its own tokens, and forward-auth.
+//! metrics, the public keys of its own tokens, forward-auth, and the auth API (one file
+//! per resource, routed by axum).
+
+pub mod extract;
+pub mod login;
+pub mod logout;
+pub mod me;
+pub mod password;
+pub mod refresh;
+pub mod register;
+pub mod session;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::json;
@@ -16,9 +31,7 @@ pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Optio
         return Some(crate::proxy::forward_auth::verify(app, req, log).await);
     }
     let resp = match path {
-        "/healthz" => only_get(req, || {
-            json_response(StatusCode::OK, &json!({"status": "ok"}))
-        }),
+        "/healthz" => only_get(req, || json_response(StatusCode::OK, &json!({"status": "ok"}))),
         "/readyz" => only_get(req, || {
             if app.auth.is_ready() {
                 json_response(StatusCode::OK, &json!({"status": "ready"}))
@@ -28,24 +41,14 @@ pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Optio
         }),
         "/metrics" => only_get(req, || {
             let mut r = Response::new(body::full(app.metrics.render(&app.auth)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             r
         }),
         "/.well-known/jwks.json" => only_get(req, || {
-            let keys: Vec<_> = app
-                .auth
-                .signing
-                .iter()
-                .filter_map(|k| k.jwk.clone())
-                .collect();
+            let keys: Vec<_> = app.auth.signing.iter().filter_map(|k| k.jwk.clone()).collect();
             let mut r = json_response(StatusCode::OK, &json!({"keys": keys}));
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             r
         }),
         "/.well-known/openid-configuration" if app.config.tokens.is_some() => only_get(req, || {
@@ -87,13 +90,28 @@ fn only_get<B>(req: &Request<B>, f: impl FnOnce() -> Response<Body>) -> Response
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(body::full(
-        serde_json::to_vec(value).expect("JSON serialises"),
-    ));
+    let mut r = Response::new(body::full(serde_json::to_vec(value).expect("JSON serialises")));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+/// The auth API's router, under `accounts.prefix`. Unknown paths and methods answer in
+/// the error shape too.
+pub fn accounts_router(app: Arc<App>) -> axum::Router {
+    let p = app.config.accounts.prefix.clone();
+    let not_found = || async { Error::from(RequestError::NotFound) };
+    let not_allowed = || async { Error::from(RequestError::MethodNotAllowed) };
+    axum::Router::new()
+        .route(&format!("{p}/register"), post(register::register))
+        .route(&format!("{p}/login"), post(login::login))
+        .route(&format!("{p}/refresh"), post(refresh::refresh))
+        .route(&format!("{p}/logout"), post(logout::logout))
+        .route(&format!("{p}/me"), get(me::get).patch(me::patch))
+        .route(&format!("{p}/forgot-password"), post(password::forgot))
+        .route(&format!("{p}/reset-password"), post(password::reset))
+        .route(&format!("{p}/change-password"), post(password::change))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(app)
 }

@@ -59,15 +59,8 @@ struct Loaded {
 
 enum Source {
     Static,
-    File {
-        path: PathBuf,
-        modified: std::sync::Mutex<Option<SystemTime>>,
-    },
-    Remote {
-        url: Option<String>,
-        discovery: Option<String>,
-        client: reqwest::Client,
-    },
+    File { path: PathBuf, modified: std::sync::Mutex<Option<SystemTime>> },
+    Remote { url: Option<String>, discovery: Option<String>, client: reqwest::Client },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,59 +114,36 @@ impl KeySet {
         let source = match &cfg.source {
             KeySourceConfig::Secret(path) => {
                 let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let key =
-                    VerifyKey::from_secret(crate::config::trim_secret(&bytes), &cfg.algorithms);
-                return Ok(Self::fixed(
-                    cfg.issuer.clone(),
-                    vec![Arc::new(key)],
-                    settings,
-                ));
+                let key = VerifyKey::from_secret(crate::config::trim_secret(&bytes), &cfg.algorithms);
+                return Ok(Self::fixed(cfg.issuer.clone(), vec![Arc::new(key)], settings));
             }
-            KeySourceConfig::JwksFile(path) => Source::File {
-                path: path.clone(),
-                modified: std::sync::Mutex::new(None),
-            },
-            KeySourceConfig::JwksUrl(url) => Source::Remote {
-                url: Some(url.clone()),
-                discovery: None,
-                client: client.clone(),
-            },
+            KeySourceConfig::JwksFile(path) => {
+                Source::File { path: path.clone(), modified: std::sync::Mutex::new(None) }
+            }
+            KeySourceConfig::JwksUrl(url) => {
+                Source::Remote { url: Some(url.clone()), discovery: None, client: client.clone() }
+            }
             KeySourceConfig::Discovery => Source::Remote {
                 url: None,
-                discovery: Some(format!(
-                    "{}/.well-known/openid-configuration",
-                    cfg.issuer.trim_end_matches('/')
-                )),
+                discovery: Some(format!("{}/.well-known/openid-configuration", cfg.issuer.trim_end_matches('/'))),
                 client: client.clone(),
             },
         };
         let set = Self::new(cfg.issuer.clone(), cfg.algorithms.clone(), source, settings);
         if let Source::File { .. } = set.source {
             // A static file must be right at start: fail fast instead of serving nothing.
-            set.reload_file()
-                .map_err(|e| format!("{}: {e}", cfg.issuer))?;
+            set.reload_file().map_err(|e| format!("{}: {e}", cfg.issuer))?;
         }
         Ok(Arc::new(set))
     }
 
-    fn new(
-        issuer: String,
-        algorithms: Vec<Algorithm>,
-        source: Source,
-        settings: &JwtConfig,
-    ) -> Self {
+    fn new(issuer: String, algorithms: Vec<Algorithm>, source: Source, settings: &JwtConfig) -> Self {
         KeySet {
             issuer,
             algorithms,
             source,
-            cache: Cache::builder()
-                .max_capacity(settings.key_cache_capacity)
-                .expire_after(UntilValid)
-                .build(),
-            loaded: ArcSwap::from_pointee(Loaded {
-                keys: Vec::new(),
-                valid_until: None,
-            }),
+            cache: Cache::builder().max_capacity(settings.key_cache_capacity).expire_after(UntilValid).build(),
+            loaded: ArcSwap::from_pointee(Loaded { keys: Vec::new(), valid_until: None }),
             ready: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -184,12 +154,7 @@ impl KeySet {
 
     /// True once a key set has loaded and has not gone past its stale limit.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-            && self
-                .loaded
-                .load()
-                .valid_until
-                .is_none_or(|t| Instant::now() < t)
+        self.ready.load(Ordering::Acquire) && self.loaded.load().valid_until.is_none_or(|t| Instant::now() < t)
     }
 
     /// The key named `kid`, if loaded and still valid.
@@ -216,13 +181,7 @@ impl KeySet {
         }
         for key in &keys {
             if let Some(kid) = &key.kid {
-                self.cache.insert(
-                    Arc::from(kid.as_str()),
-                    CachedKey {
-                        key: key.clone(),
-                        valid_until,
-                    },
-                );
+                self.cache.insert(Arc::from(kid.as_str()), CachedKey { key: key.clone(), valid_until });
             }
         }
         self.loaded.store(Arc::new(Loaded { keys, valid_until }));
@@ -240,9 +199,7 @@ impl KeySet {
         if self.generation.load(Ordering::Acquire) != seen {
             return true;
         }
-        if reason == Reason::UnknownKid
-            && last.is_some_and(|t| t.elapsed() < self.settings.jwks_refresh_cooldown)
-        {
+        if reason == Reason::UnknownKid && last.is_some_and(|t| t.elapsed() < self.settings.jwks_refresh_cooldown) {
             return false;
         }
         if reason == Reason::UnknownKid {
@@ -286,8 +243,7 @@ impl KeySet {
                         // valid_until includes the stale period; refetch when the TTL proper ends.
                         until
                             .map(|t| {
-                                t.saturating_duration_since(Instant::now())
-                                    .saturating_sub(self.settings.jwks_stale_ttl)
+                                t.saturating_duration_since(Instant::now()).saturating_sub(self.settings.jwks_stale_ttl)
                             })
                             .unwrap_or(self.settings.jwks_default_ttl)
                             .max(Duration::from_secs(1))
@@ -315,8 +271,7 @@ impl KeySet {
             return Ok(());
         };
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let bytes = std::fs::read(path)
-            .map_err(|e| FetchError::Http(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| FetchError::Http(format!("{}: {e}", path.display())))?;
         let keys = self.parse_set(&bytes)?;
         *modified.lock().expect("mtime lock") = mtime;
         self.install(keys, None);
@@ -325,31 +280,20 @@ impl KeySet {
     }
 
     async fn fetch_remote(&self) -> Result<Duration, FetchError> {
-        let Source::Remote {
-            url,
-            discovery,
-            client,
-        } = &self.source
-        else {
-            unreachable!()
-        };
+        let Source::Remote { url, discovery, client } = &self.source else { unreachable!() };
         let jwks_url = match (url, discovery) {
             (Some(u), _) => u.clone(),
             (None, Some(d)) => self.discover(client, d).await?,
             (None, None) => unreachable!("a remote source has a URL or discovery"),
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let (bytes, max_age) =
-            get_document(client, &jwks_url, self.settings.jwks_fetch_timeout).await?;
+        let (bytes, max_age) = get_document(client, &jwks_url, self.settings.jwks_fetch_timeout).await?;
         let keys = self.parse_set(&bytes)?;
         let ttl = max_age
             .unwrap_or(self.settings.jwks_default_ttl)
             .clamp(self.settings.jwks_min_ttl, self.settings.jwks_max_ttl);
         let count = keys.len();
-        self.install(
-            keys,
-            Some(Instant::now() + ttl + self.settings.jwks_stale_ttl),
-        );
+        self.install(keys, Some(Instant::now() + ttl + self.settings.jwks_stale_ttl));
         tracing::info!(issuer = %self.issuer, keys = count, ttl_secs = ttl.as_secs(), "fetched key set");
         Ok(ttl)
     }
@@ -361,21 +305,17 @@ impl KeySet {
             jwks_uri: String,
         }
         let (bytes, _) = get_document(client, url, self.settings.jwks_fetch_timeout).await?;
-        let doc: Discovery = serde_json::from_slice(&bytes)
-            .map_err(|e| FetchError::Document(format!("discovery: {e}")))?;
+        let doc: Discovery =
+            serde_json::from_slice(&bytes).map_err(|e| FetchError::Document(format!("discovery: {e}")))?;
         // OpenID Connect Discovery §4.3: the document must name exactly the issuer we asked for.
         if doc.issuer != self.issuer {
-            return Err(FetchError::Document(format!(
-                "discovery names issuer `{}`",
-                doc.issuer
-            )));
+            return Err(FetchError::Document(format!("discovery names issuer `{}`", doc.issuer)));
         }
         Ok(doc.jwks_uri)
     }
 
     fn parse_set(&self, bytes: &[u8]) -> Result<Vec<Arc<VerifyKey>>, FetchError> {
-        let set: JwkSet =
-            serde_json::from_slice(bytes).map_err(|e| FetchError::Document(e.to_string()))?;
+        let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| FetchError::Document(e.to_string()))?;
         let mut keys = Vec::new();
         for jwk in set.keys.iter().take(MAX_KEYS_PER_SET) {
             match VerifyKey::from_jwk(jwk, &self.algorithms) {
@@ -397,26 +337,14 @@ async fn get_document(
     url: &str,
     timeout: Duration,
 ) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
-    let mut resp = client
-        .get(url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| FetchError::Http(e.without_url().to_string()))?;
+    let mut resp =
+        client.get(url).timeout(timeout).send().await.map_err(|e| FetchError::Http(e.without_url().to_string()))?;
     if !resp.status().is_success() {
         return Err(FetchError::Http(format!("status {}", resp.status())));
     }
-    let max_age = resp
-        .headers()
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_max_age);
+    let max_age = resp.headers().get(http::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| FetchError::Http(e.without_url().to_string()))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Http(e.without_url().to_string()))? {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
             return Err(FetchError::Document("larger than 1 MiB".into()));
         }
@@ -434,11 +362,7 @@ fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some(n) = lower.strip_prefix("max-age=") {
-            max_age = n
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs);
+            max_age = n.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
         }
     }
     max_age
@@ -450,10 +374,7 @@ mod tests {
 
     #[test]
     fn cache_control() {
-        assert_eq!(
-            parse_max_age("public, max-age=600"),
-            Some(Duration::from_secs(600))
-        );
+        assert_eq!(parse_max_age("public, max-age=600"), Some(Duration::from_secs(600)));
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("public"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);

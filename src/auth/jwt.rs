@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use super::jwks::{KeySet, Reason};
 use super::keys::VerifyKey;
 use super::principal::{AuthMethod, Principal, PrincipalKind};
+use super::revocation::Revocations;
 use crate::config::{ClaimPaths, Config};
 use crate::error::AuthError;
 
@@ -38,12 +39,7 @@ type TokenHash = [u8; 32];
 struct CachedUntilExp;
 
 impl Expiry<TokenHash, (Arc<Principal>, Instant)> for CachedUntilExp {
-    fn expire_after_create(
-        &self,
-        _: &TokenHash,
-        value: &(Arc<Principal>, Instant),
-        now: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _: &TokenHash, value: &(Arc<Principal>, Instant), now: Instant) -> Option<Duration> {
         Some(value.1.saturating_duration_since(now))
     }
 }
@@ -58,6 +54,7 @@ pub struct JwtVerifier {
     /// Claim paths whose values become headers, in the order of `HeadersConfig::claims`.
     mapped_claims: Vec<Vec<String>>,
     max_value_bytes: usize,
+    revocations: Arc<Revocations>,
 }
 
 #[derive(Deserialize)]
@@ -72,30 +69,19 @@ fn invalid(reason: impl Into<Cow<'static, str>>) -> AuthError {
 }
 
 impl JwtVerifier {
-    pub fn new(config: &Config, issuers: Vec<Issuer>) -> Self {
-        let by_name = issuers
-            .iter()
-            .enumerate()
-            .map(|(i, iss)| (iss.name.clone(), i))
-            .collect();
+    pub fn new(config: &Config, issuers: Vec<Issuer>, revocations: Arc<Revocations>) -> Self {
+        let by_name = issuers.iter().enumerate().map(|(i, iss)| (iss.name.clone(), i)).collect();
         JwtVerifier {
             issuers,
             by_name,
             verified: (config.jwt.verified_cache_capacity > 0).then(|| {
-                Cache::builder()
-                    .max_capacity(config.jwt.verified_cache_capacity)
-                    .expire_after(CachedUntilExp)
-                    .build()
+                Cache::builder().max_capacity(config.jwt.verified_cache_capacity).expire_after(CachedUntilExp).build()
             }),
             verified_ttl: config.jwt.verified_cache_ttl,
             max_token_bytes: config.jwt.max_token_bytes,
-            mapped_claims: config
-                .headers
-                .claims
-                .iter()
-                .map(|(path, _)| path.clone())
-                .collect(),
+            mapped_claims: config.headers.claims.iter().map(|(path, _)| path.clone()).collect(),
             max_value_bytes: config.headers.max_value_bytes,
+            revocations,
         }
     }
 
@@ -103,18 +89,25 @@ impl JwtVerifier {
         &self.issuers
     }
 
-    /// Verifies a compact JWS and returns the caller it proves.
+    /// Verifies a compact JWS and returns the caller it proves. A revocation always wins,
+    /// also over the verified-token cache.
     pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let principal = self.verify_signed(token).await?;
+        if self.revocations.is_revoked(&principal) {
+            return Err(AuthError::TokenRevoked);
+        }
+        Ok(principal)
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         if token.len() > self.max_token_bytes {
             return Err(invalid("the token is too large"));
         }
         let Some(cache) = &self.verified else {
             return self.verify_uncached(token).await.map(|(p, _)| Arc::new(p));
         };
-        let hash: TokenHash = digest::digest(&digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
+        let hash: TokenHash =
+            digest::digest(&digest::SHA256, token.as_bytes()).as_ref().try_into().expect("SHA-256 is 32 bytes");
         if let Some((principal, _)) = cache.get(&hash) {
             // The entry expires with the token, but moka's clock is coarse: check exp exactly.
             if principal.expires_at.is_none_or(|exp| now_secs() < exp) {
@@ -124,53 +117,33 @@ impl JwtVerifier {
         let (principal, exp) = self.verify_uncached(token).await?;
         let principal = Arc::new(principal);
         let remaining = Duration::from_secs(exp.saturating_sub(now_secs()));
-        cache.insert(
-            hash,
-            (
-                principal.clone(),
-                Instant::now() + remaining.min(self.verified_ttl),
-            ),
-        );
+        cache.insert(hash, (principal.clone(), Instant::now() + remaining.min(self.verified_ttl)));
         Ok(principal)
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         let mut parts = token.split('.');
-        let (Some(h64), Some(c64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid(
-                "the token is not a compact JWS (three base64url parts)",
-            ));
+        let (Some(h64), Some(c64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid("the token is not a compact JWS (three base64url parts)"));
         };
-        let header: JoseHeader = decode_json(h64)
-            .ok_or_else(|| invalid("the token header is not valid base64url JSON"))?;
+        let header: JoseHeader =
+            decode_json(h64).ok_or_else(|| invalid("the token header is not valid base64url JSON"))?;
         if header.crit.is_some() {
-            return Err(invalid(
-                "the token has critical header parameters this server does not understand",
-            ));
+            return Err(invalid("the token has critical header parameters this server does not understand"));
         }
-        let claims: Map<String, Value> = decode_json(c64)
-            .ok_or_else(|| invalid("the token claims are not valid base64url JSON"))?;
-        let signature = B64
-            .decode(s64)
-            .map_err(|_| invalid("the token signature is not valid base64url"))?;
+        let claims: Map<String, Value> =
+            decode_json(c64).ok_or_else(|| invalid("the token claims are not valid base64url JSON"))?;
+        let signature = B64.decode(s64).map_err(|_| invalid("the token signature is not valid base64url"))?;
 
-        let iss = claims
-            .get("iss")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("the token has no issuer (iss)"))?;
+        let iss = claims.get("iss").and_then(Value::as_str).ok_or_else(|| invalid("the token has no issuer (iss)"))?;
         let issuer = self
             .by_name
             .get(iss)
             .map(|&i| &self.issuers[i])
             .ok_or_else(|| invalid("the token's issuer is not trusted"))?;
-        let alg = Algorithm::from_str(&header.alg)
-            .map_err(|_| invalid("the token's algorithm is not allowed"))?;
+        let alg = Algorithm::from_str(&header.alg).map_err(|_| invalid("the token's algorithm is not allowed"))?;
         if !issuer.algorithms.contains(&alg) {
-            return Err(invalid(
-                "the token's algorithm is not allowed for its issuer",
-            ));
+            return Err(invalid("the token's algorithm is not allowed for its issuer"));
         }
 
         let message = &token.as_bytes()[..h64.len() + 1 + c64.len()];
@@ -181,10 +154,7 @@ impl JwtVerifier {
                     None => {
                         // Unknown kid: maybe the issuer rotated. One fetch per cool-down, shared.
                         issuer.keys.refresh(Reason::UnknownKid).await;
-                        issuer
-                            .keys
-                            .get(kid)
-                            .ok_or_else(|| invalid("the token's key id (kid) is unknown"))?
+                        issuer.keys.get(kid).ok_or_else(|| invalid("the token's key id (kid) is unknown"))?
                     }
                 };
                 check(&key, alg, message, &signature)?
@@ -204,8 +174,7 @@ impl JwtVerifier {
 
         let now = now_secs();
         let leeway = issuer.leeway.as_secs();
-        let exp =
-            numeric(&claims, "exp")?.ok_or_else(|| invalid("the token has no expiry (exp)"))?;
+        let exp = numeric(&claims, "exp")?.ok_or_else(|| invalid("the token has no expiry (exp)"))?;
         if now >= exp.saturating_add(leeway) {
             return Err(AuthError::TokenExpired);
         }
@@ -217,10 +186,9 @@ impl JwtVerifier {
         if !issuer.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .any(|a| issuer.audiences.iter().any(|x| x == a)),
+                Some(Value::Array(list)) => {
+                    list.iter().filter_map(Value::as_str).any(|a| issuer.audiences.iter().any(|x| x == a))
+                }
                 _ => false,
             };
             if !ok {
@@ -231,12 +199,7 @@ impl JwtVerifier {
         Ok((principal, exp.saturating_add(leeway)))
     }
 
-    fn principal(
-        &self,
-        issuer: &Issuer,
-        claims: &Map<String, Value>,
-        expires_at: u64,
-    ) -> Result<Principal, AuthError> {
+    fn principal(&self, issuer: &Issuer, claims: &Map<String, Value>, expires_at: u64) -> Result<Principal, AuthError> {
         let paths = &issuer.claims;
         let subject = match lookup(claims, &paths.subject) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -246,12 +209,11 @@ impl JwtVerifier {
         let permissions = match lookup(claims, &paths.permissions) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-            Some(Value::Array(items)) => string_list(items)
-                .ok_or_else(|| invalid("the permissions claim must hold strings"))?,
+            Some(Value::Array(items)) => {
+                string_list(items).ok_or_else(|| invalid("the permissions claim must hold strings"))?
+            }
             Some(_) => {
-                return Err(invalid(
-                    "the permissions claim must be a string or a list of strings",
-                ));
+                return Err(invalid("the permissions claim must be a string or a list of strings"));
             }
         };
         let roles = match lookup(claims, &paths.role) {
@@ -261,16 +223,11 @@ impl JwtVerifier {
                 string_list(items).ok_or_else(|| invalid("the role claim must hold strings"))?
             }
             Some(_) => {
-                return Err(invalid(
-                    "the role claim must be a string or a list of strings",
-                ));
+                return Err(invalid("the role claim must be a string or a list of strings"));
             }
         };
-        let mapped_claims: Vec<Option<String>> = self
-            .mapped_claims
-            .iter()
-            .map(|path| lookup(claims, path).and_then(header_string))
-            .collect();
+        let mapped_claims: Vec<Option<String>> =
+            self.mapped_claims.iter().map(|path| lookup(claims, path).and_then(header_string)).collect();
         let principal = Principal {
             subject,
             kind: PrincipalKind::User,
@@ -281,6 +238,8 @@ impl JwtVerifier {
             team_id: scalar(&paths.team),
             permissions,
             token_id: claims.get("jti").and_then(scalar_string),
+            session_id: claims.get("sid").and_then(scalar_string),
+            issued_at: numeric(claims, "iat").ok().flatten(),
             issuer: issuer.name.clone(),
             expires_at: Some(expires_at),
             mapped_claims,
@@ -293,16 +252,8 @@ impl JwtVerifier {
     /// Identity values become headers and comma-joined lists, so a value that could split a
     /// header or a list, or blow past the size cap, makes the whole token unacceptable.
     fn check_header_safety(&self, p: &Principal) -> Result<(), AuthError> {
-        let singles = [
-            Some(&p.subject),
-            p.email.as_ref(),
-            p.name.as_ref(),
-            p.team_id.as_ref(),
-        ];
-        let all_singles = singles
-            .into_iter()
-            .flatten()
-            .chain(p.mapped_claims.iter().flatten());
+        let singles = [Some(&p.subject), p.email.as_ref(), p.name.as_ref(), p.team_id.as_ref()];
+        let all_singles = singles.into_iter().flatten().chain(p.mapped_claims.iter().flatten());
         for value in all_singles {
             if value.chars().any(char::is_control) {
                 return Err(invalid("an identity claim contains control characters"));
@@ -312,30 +263,18 @@ impl JwtVerifier {
             }
         }
         for list in [&p.permissions, &p.roles] {
-            if list
-                .iter()
-                .any(|v| v.is_empty() || v.contains(',') || v.chars().any(char::is_control))
-            {
-                return Err(invalid(
-                    "a permission or role is empty or contains a comma or control character",
-                ));
+            if list.iter().any(|v| v.is_empty() || v.contains(',') || v.chars().any(char::is_control)) {
+                return Err(invalid("a permission or role is empty or contains a comma or control character"));
             }
             if list.iter().map(|v| v.len() + 1).sum::<usize>() > self.max_value_bytes {
-                return Err(invalid(
-                    "the permissions or roles are too large for a header",
-                ));
+                return Err(invalid("the permissions or roles are too large for a header"));
             }
         }
         Ok(())
     }
 }
 
-fn check(
-    key: &VerifyKey,
-    alg: Algorithm,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<bool, AuthError> {
+fn check(key: &VerifyKey, alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<bool, AuthError> {
     if !key.allows(alg) {
         // The key's type pins its algorithms: e.g. an RSA key never verifies HS256.
         return Err(invalid("the token's algorithm does not match its key"));
@@ -398,15 +337,9 @@ fn header_string(v: &Value) -> Option<String> {
 }
 
 fn string_list(items: &[Value]) -> Option<Vec<String>> {
-    items
-        .iter()
-        .map(|v| v.as_str().map(str::to_string))
-        .collect()
+    items.iter().map(|v| v.as_str().map(str::to_string)).collect()
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

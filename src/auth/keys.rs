@@ -23,10 +23,7 @@ impl KeyFamily {
         matches!(
             (self, alg),
             (KeyFamily::Hmac, HS256 | HS384 | HS512)
-                | (
-                    KeyFamily::Rsa,
-                    RS256 | RS384 | RS512 | PS256 | PS384 | PS512
-                )
+                | (KeyFamily::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
                 | (KeyFamily::P256, ES256)
                 | (KeyFamily::P384, ES384)
                 | (KeyFamily::Ed25519, EdDSA)
@@ -88,11 +85,7 @@ impl VerifyKey {
                 Some((alg, Check::Hmac(hmac::Key::new(h, secret))))
             })
             .collect();
-        VerifyKey {
-            kid: None,
-            family: KeyFamily::Hmac,
-            checks,
-        }
+        VerifyKey { kid: None, family: KeyFamily::Hmac, checks }
     }
 
     /// A public key from a JWK. Symmetric (`oct`) keys are refused: an HMAC key is never
@@ -128,11 +121,8 @@ impl VerifyKey {
             }
             _ => return Err("unsupported key type".into()),
         };
-        let allowed: Vec<Algorithm> = allowed
-            .iter()
-            .copied()
-            .filter(|a| family.allows(*a) && pinned.is_none_or(|p| p == *a))
-            .collect();
+        let allowed: Vec<Algorithm> =
+            allowed.iter().copied().filter(|a| family.allows(*a) && pinned.is_none_or(|p| p == *a)).collect();
         Self::from_public(jwk.common.key_id.clone(), family, &material, &allowed)
     }
 
@@ -165,11 +155,7 @@ impl VerifyKey {
         if checks.is_empty() {
             return Err("the key cannot verify any of the issuer's allowed algorithms".into());
         }
-        Ok(VerifyKey {
-            kid,
-            family,
-            checks,
-        })
+        Ok(VerifyKey { kid, family, checks })
     }
 }
 
@@ -193,17 +179,13 @@ fn key_alg(ka: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 fn b64(text: &str) -> Result<Vec<u8>, String> {
-    B64.decode(text.trim_end_matches('='))
-        .map_err(|_| "key component is not base64url".to_string())
+    B64.decode(text.trim_end_matches('=')).map_err(|_| "key component is not base64url".to_string())
 }
 
 /// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017).
 pub fn rsa_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     fn integer(out: &mut Vec<u8>, bytes: &[u8]) {
-        let start = bytes
-            .iter()
-            .position(|&b| b != 0)
-            .unwrap_or(bytes.len().saturating_sub(1));
+        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len().saturating_sub(1));
         let bytes = &bytes[start..];
         let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
         out.push(0x02);
@@ -247,9 +229,7 @@ mod tests {
 
     #[test]
     fn symmetric_jwk_is_refused() {
-        let jwk: Jwk =
-            serde_json::from_str(r#"{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}"#)
-                .unwrap();
+        let jwk: Jwk = serde_json::from_str(r#"{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}"#).unwrap();
         assert!(VerifyKey::from_jwk(&jwk, &[Algorithm::HS256]).is_err());
     }
 
@@ -266,11 +246,6 @@ mod tests {
     #[test]
     fn der_integers_are_minimal_and_positive() {
         let der = rsa_der(&[0x00, 0x80, 0x01], &[0x01, 0x00, 0x01]);
-        assert_eq!(
-            der,
-            vec![
-                0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01
-            ]
-        );
+        assert_eq!(der, vec![0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01]);
     }
 }

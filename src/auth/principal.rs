@@ -46,6 +46,10 @@ pub struct Principal {
     pub team_id: Option<String>,
     pub permissions: Vec<String>,
     pub token_id: Option<String>,
+    /// The refresh family (`sid` claim) of a Gatehouse session, for session-wide revocation.
+    pub session_id: Option<String>,
+    /// `iat`, unix seconds.
+    pub issued_at: Option<u64>,
     pub issuer: String,
     /// Unix seconds.
     pub expires_at: Option<u64>,

@@ -32,16 +32,15 @@ pub struct SigningKey {
     signer: Signer,
     /// The public JWK (`None` for HMAC, whose key is never published).
     pub jwk: Option<Value>,
+    /// SHA-256 of the private key material, the root of [`SigningKey::derive_secret`].
+    material_digest: [u8; 32],
     pub verify_key: std::sync::Arc<VerifyKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -49,17 +48,12 @@ pub enum KeyError {
 impl SigningKey {
     /// Reads the key at `path`, or generates one there (mode 0600) if the file is missing.
     pub fn load_or_generate(path: &Path, algorithm: Algorithm) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| KeyError::Io { path: path.display().to_string(), source };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let generated = generate(algorithm).map_err(|message| KeyError::Invalid {
-                    path: path.display().to_string(),
-                    message,
-                })?;
+                let generated = generate(algorithm)
+                    .map_err(|message| KeyError::Invalid { path: path.display().to_string(), message })?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
@@ -73,13 +67,13 @@ impl SigningKey {
             }
             Err(e) => return Err(io(e)),
         };
-        Self::from_file_bytes(&bytes, algorithm).map_err(|message| KeyError::Invalid {
-            path: path.display().to_string(),
-            message,
-        })
+        Self::from_bytes(&bytes, algorithm)
+            .map_err(|message| KeyError::Invalid { path: path.display().to_string(), message })
     }
 
-    fn from_file_bytes(bytes: &[u8], algorithm: Algorithm) -> Result<Self, String> {
+    /// A key from its file form: PKCS#8 PEM, or the raw secret for HS*.
+    pub fn from_bytes(bytes: &[u8], algorithm: Algorithm) -> Result<Self, String> {
+        let material_digest: [u8; 32] = digest::digest(&digest::SHA256, bytes).as_ref().try_into().expect("32 bytes");
         use Algorithm::*;
         if let HS256 | HS384 | HS512 = algorithm {
             let secret = crate::config::trim_secret(bytes);
@@ -97,6 +91,7 @@ impl SigningKey {
                 kid,
                 signer: Signer::Hmac(hmac::Key::new(h, secret)),
                 jwk: None,
+                material_digest,
                 verify_key: std::sync::Arc::new(VerifyKey::from_secret(secret, &[algorithm])),
             });
         }
@@ -109,17 +104,9 @@ impl SigningKey {
         let (signer, family, material, jwk) = match algorithm {
             ES256 | ES384 => {
                 let (alg, family, crv) = if algorithm == ES256 {
-                    (
-                        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                        KeyFamily::P256,
-                        "P-256",
-                    )
+                    (&signature::ECDSA_P256_SHA256_FIXED_SIGNING, KeyFamily::P256, "P-256")
                 } else {
-                    (
-                        &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-                        KeyFamily::P384,
-                        "P-384",
-                    )
+                    (&signature::ECDSA_P384_SHA384_FIXED_SIGNING, KeyFamily::P384, "P-384")
                 };
                 let pair = EcdsaKeyPair::from_pkcs8(alg, &der).map_err(bad)?;
                 let point = pair.public_key().as_ref().to_vec();
@@ -156,9 +143,7 @@ impl SigningKey {
                 (Signer::Rsa(pair, encoding), KeyFamily::Rsa, material, jwk)
             }
             other => {
-                return Err(format!(
-                    "{other:?} cannot be used for Gatehouse's own tokens"
-                ));
+                return Err(format!("{other:?} cannot be used for Gatehouse's own tokens"));
             }
         };
         let kid = thumb(&material);
@@ -166,15 +151,26 @@ impl SigningKey {
         jwk["kid"] = json!(kid);
         jwk["alg"] = json!(format!("{algorithm:?}"));
         jwk["use"] = json!("sig");
-        let verify_key =
-            VerifyKey::from_public(Some(kid.clone()), family, &material, &[algorithm])?;
+        let verify_key = VerifyKey::from_public(Some(kid.clone()), family, &material, &[algorithm])?;
         Ok(SigningKey {
             algorithm,
             kid,
             signer,
             jwk: Some(jwk),
+            material_digest,
             verify_key: std::sync::Arc::new(verify_key),
         })
+    }
+
+    /// A new key in file form (PKCS#8 PEM, or a random secret for HS*).
+    pub fn generate_bytes(algorithm: Algorithm) -> Result<Vec<u8>, String> {
+        generate(algorithm)
+    }
+
+    /// A secret for another purpose, derived from (and as secret as) this key.
+    pub fn derive_secret(&self, label: &[u8]) -> [u8; 32] {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.material_digest);
+        hmac::sign(&key, label).as_ref().try_into().expect("32 bytes")
     }
 
     /// Signs `claims` as a compact JWS with this key's `alg` and `kid`.
@@ -191,16 +187,11 @@ impl SigningKey {
         let rng = SystemRandom::new();
         let sig = match &self.signer {
             Signer::Hmac(key) => hmac::sign(key, token.as_bytes()).as_ref().to_vec(),
-            Signer::Ecdsa(pair) => pair
-                .sign(&rng, token.as_bytes())
-                .expect("ECDSA signing")
-                .as_ref()
-                .to_vec(),
+            Signer::Ecdsa(pair) => pair.sign(&rng, token.as_bytes()).expect("ECDSA signing").as_ref().to_vec(),
             Signer::Ed25519(pair) => pair.sign(token.as_bytes()).as_ref().to_vec(),
             Signer::Rsa(pair, encoding) => {
                 let mut sig = vec![0; pair.public_modulus_len()];
-                pair.sign(*encoding, &rng, token.as_bytes(), &mut sig)
-                    .expect("RSA signing");
+                pair.sign(*encoding, &rng, token.as_bytes(), &mut sig).expect("RSA signing");
                 sig
             }
         };
@@ -234,16 +225,10 @@ fn generate(algorithm: Algorithm) -> Result<Vec<u8>, String> {
             .as_ref()
             .to_vec(),
         // PKCS#8 v1: the most widely read form (Python cryptography refuses the v2 encoding).
-        EdDSA => Ed25519KeyPair::generate_pkcs8v1(&rng)
-            .map_err(fail)?
-            .as_ref()
-            .to_vec(),
+        EdDSA => Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(fail)?.as_ref().to_vec(),
         _ => {
             let pair = RsaKeyPair::generate(rsa::KeySize::Rsa2048).map_err(fail)?;
-            AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
-                .map_err(fail)?
-                .as_ref()
-                .to_vec()
+            AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).map_err(fail)?.as_ref().to_vec()
         }
     };
     let body = STANDARD.encode(pkcs8);
@@ -261,17 +246,13 @@ fn generate(algorithm: Algorithm) -> Result<Vec<u8>, String> {
 fn publish_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::Write;
     let mut nonce = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| std::io::Error::other("no randomness"))?;
+    SystemRandom::new().fill(&mut nonce).map_err(|_| std::io::Error::other("no randomness"))?;
     let tmp = path.with_extension(format!("tmp-{}", B64.encode(nonce)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    let written = options.open(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
     let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -288,31 +269,17 @@ mod tests {
     #[test]
     fn every_own_algorithm_signs_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
-        for alg in [
-            Algorithm::ES256,
-            Algorithm::ES384,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::PS256,
-            Algorithm::HS256,
-        ] {
+        for alg in
+            [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA, Algorithm::RS256, Algorithm::PS256, Algorithm::HS256]
+        {
             let path = dir.path().join(format!("{alg:?}.pem"));
             let key = SigningKey::load_or_generate(&path, alg).unwrap();
             let again = SigningKey::load_or_generate(&path, alg).unwrap();
             assert_eq!(key.kid, again.kid, "{alg:?} key is persisted");
             let token = key.sign(&json!({"sub": "a"}));
             let (message, sig) = token.rsplit_once('.').unwrap();
-            assert!(
-                again
-                    .verify_key
-                    .verify(alg, message.as_bytes(), &B64.decode(sig).unwrap()),
-                "{alg:?}"
-            );
-            assert!(
-                !again
-                    .verify_key
-                    .verify(alg, b"other", &B64.decode(sig).unwrap())
-            );
+            assert!(again.verify_key.verify(alg, message.as_bytes(), &B64.decode(sig).unwrap()), "{alg:?}");
+            assert!(!again.verify_key.verify(alg, b"other", &B64.decode(sig).unwrap()));
         }
     }
 

@@ -10,9 +10,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{text}` has no unit (write e.g. `30s`, `15m`, `7d`)"))?;
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (write e.g. `30s`, `15m`, `7d`)"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration (write e.g. `30s`, `15m`, `7d`)"))?;
     let per_unit = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
@@ -20,14 +18,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         _ => {
-            return Err(format!(
-                "`{text}` has unknown unit `{unit}` (use ms, s, m, h or d)"
-            ));
+            return Err(format!("`{text}` has unknown unit `{unit}` (use ms, s, m, h or d)"));
         }
     };
-    n.checked_mul(per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(per_unit).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[cfg(test)]

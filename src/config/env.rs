@@ -27,19 +27,13 @@ pub fn overlay(
             problems.push((path.join("."), format!("from {name}: {why}")));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
 fn parse_value(raw: &str) -> Value {
     // Parse `x = <raw>` so numbers, booleans, arrays and inline tables keep their types.
     match format!("x = {raw}").parse::<Table>() {
-        Ok(mut t) => t
-            .remove("x")
-            .unwrap_or_else(|| Value::String(raw.to_string())),
+        Ok(mut t) => t.remove("x").unwrap_or_else(|| Value::String(raw.to_string())),
         Err(_) => Value::String(raw.to_string()),
     }
 }
@@ -50,9 +44,7 @@ fn set(table: &mut Table, path: &[String], value: Value) -> Result<(), String> {
         table.insert(first.clone(), value);
         return Ok(());
     }
-    let slot = table
-        .entry(first.clone())
-        .or_insert_with(|| empty_container(&rest[0]));
+    let slot = table.entry(first.clone()).or_insert_with(|| empty_container(&rest[0]));
     set_in(slot, rest, value)
 }
 
@@ -61,21 +53,12 @@ fn set_in(slot: &mut Value, path: &[String], value: Value) -> Result<(), String>
         Value::Table(t) => set(t, path, value),
         Value::Array(items) => {
             let (first, rest) = path.split_first().expect("path is never empty");
-            let index: usize = first
-                .parse()
-                .map_err(|_| format!("`{first}` is not an array index"))?;
+            let index: usize = first.parse().map_err(|_| format!("`{first}` is not an array index"))?;
             if index > items.len() {
-                return Err(format!(
-                    "index {index} skips past the array's end ({})",
-                    items.len()
-                ));
+                return Err(format!("index {index} skips past the array's end ({})", items.len()));
             }
             if index == items.len() {
-                items.push(if rest.is_empty() {
-                    value.clone()
-                } else {
-                    empty_container(&rest[0])
-                });
+                items.push(if rest.is_empty() { value.clone() } else { empty_container(&rest[0]) });
             }
             if rest.is_empty() {
                 items[index] = value;
@@ -89,11 +72,7 @@ fn set_in(slot: &mut Value, path: &[String], value: Value) -> Result<(), String>
 }
 
 fn empty_container(next_segment: &str) -> Value {
-    if next_segment.parse::<usize>().is_ok() {
-        Value::Array(Vec::new())
-    } else {
-        Value::Table(Table::new())
-    }
+    if next_segment.parse::<usize>().is_ok() { Value::Array(Vec::new()) } else { Value::Table(Table::new()) }
 }
 
 #[cfg(test)]
@@ -101,9 +80,7 @@ mod tests {
     use super::*;
 
     fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -122,10 +99,7 @@ mod tests {
         .unwrap();
         assert_eq!(t["server"]["listen"].as_str(), Some("0.0.0.0:9"));
         assert_eq!(t["server"]["worker_threads"].as_integer(), Some(3));
-        assert_eq!(
-            t["server"]["trusted_proxies"][0].as_str(),
-            Some("10.0.0.0/8")
-        );
+        assert_eq!(t["server"]["trusted_proxies"][0].as_str(), Some("10.0.0.0/8"));
         assert_eq!(t["issuers"][0]["issuer"].as_str(), Some("https://idp"));
     }
 

@@ -35,7 +35,29 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub rate_limit: RateLimitConfig,
     pub forward_auth: ForwardAuthConfig,
+    pub accounts: AccountsConfig,
     pub log: LogConfig,
+}
+
+/// The auth API (`/auth/...`): served when `[tokens]` is configured.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Path prefix of the auth API, without a trailing `/`.
+    pub prefix: String,
+    /// Whether `POST /auth/register` is open to anyone.
+    pub registration: bool,
+    pub min_password_length: usize,
+    pub max_password_length: usize,
+    pub default_role: String,
+    pub default_permissions: Vec<String>,
+    /// A replay of the latest used refresh token within this window returns the same child.
+    pub refresh_grace: Duration,
+    pub reset_ttl: Duration,
+    /// Base of the link in reset messages; the token is appended as `?token=...`.
+    pub reset_url: Option<String>,
+    /// Password hashes computed at once (each holds ~19 MiB).
+    pub hash_concurrency: usize,
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -91,8 +113,9 @@ pub struct TokensConfig {
     pub algorithm: Algorithm,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
-    /// PKCS#8 PEM private key (or the HMAC secret for HS*); generated when missing.
-    pub key_file: PathBuf,
+    /// PKCS#8 PEM private key (or the HMAC secret for HS*), generated when missing; without
+    /// it, keys live in the store, shared by every replica.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,11 +170,7 @@ pub struct ClaimPaths {
 impl ClaimPaths {
     fn build(raw: &raw::RawIssuer) -> Self {
         let path = |v: &Option<String>, default: &str| -> Vec<String> {
-            v.as_deref()
-                .unwrap_or(default)
-                .split('.')
-                .map(str::to_string)
-                .collect()
+            v.as_deref().unwrap_or(default).split('.').map(str::to_string).collect()
         };
         ClaimPaths {
             subject: path(&raw.subject_claim, "sub"),
@@ -240,11 +259,7 @@ pub struct Problem {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        writeln!(
-            f,
-            "{n} problem{} in the configuration:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{n} problem{} in the configuration:", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             writeln!(f, "  {}: {}", p.key, p.message)?;
         }
@@ -256,37 +271,24 @@ impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            problems: vec![Problem {
-                key: key.into(),
-                message: message.into(),
-            }],
-        }
+        ConfigError { problems: vec![Problem { key: key.into(), message: message.into() }] }
     }
 }
 
 impl Config {
     /// Reads `path`, applies the process's `GATEHOUSE_*` variables and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::one(path.display().to_string(), format!("cannot read: {e}"))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(path.display().to_string(), format!("cannot read: {e}")))?;
         Self::from_toml(&text, std::env::vars())
     }
 
     /// Parses TOML text with the given environment overlay (tests pass their own map).
-    pub fn from_toml(
-        text: &str,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::one("(file)", toml_message(&e)))?;
+    pub fn from_toml(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::one("(file)", toml_message(&e)))?;
         env::overlay(&mut table, vars).map_err(|list| ConfigError {
-            problems: list
-                .into_iter()
-                .map(|(key, message)| Problem { key, message })
-                .collect(),
+            problems: list.into_iter().map(|(key, message)| Problem { key, message }).collect(),
         })?;
 
         let mut unknown = Vec::new();
@@ -295,24 +297,17 @@ impl Config {
             let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut track);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::one(
-                    if key == "." { "(file)".into() } else { key },
-                    e.inner().message().trim().to_string(),
-                )
+                ConfigError::one(if key == "." { "(file)".into() } else { key }, e.inner().message().trim().to_string())
             })?
         };
-        let mut v = Validator {
-            problems: Vec::new(),
-        };
+        let mut v = Validator { problems: Vec::new() };
         for key in unknown {
             v.problem(key, "unknown key");
         }
         let config = v.config(raw);
         match config {
             Some(c) if v.problems.is_empty() => Ok(c),
-            _ => Err(ConfigError {
-                problems: v.problems,
-            }),
+            _ => Err(ConfigError { problems: v.problems }),
         }
     }
 }
@@ -327,10 +322,7 @@ struct Validator {
 
 impl Validator {
     fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { key: key.into(), message: message.into() });
     }
 
     fn duration(&mut self, key: &str, value: &Option<String>, default: Duration) -> Duration {
@@ -371,36 +363,20 @@ impl Validator {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let server = self.server(&raw.server);
         let upstream = self.upstream(raw.upstream.as_ref());
-        let store = StoreConfig {
-            url: raw
-                .store
-                .url
-                .clone()
-                .unwrap_or_else(|| "sqlite://data/gatehouse.db".into()),
-        };
+        let store = StoreConfig { url: raw.store.url.clone().unwrap_or_else(|| "sqlite://data/gatehouse.db".into()) };
         if !(store.url.starts_with("sqlite:")
             || store.url.starts_with("postgres://")
             || store.url.starts_with("postgresql://"))
         {
-            self.problem(
-                "store.url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            );
+            self.problem("store.url", "must start with sqlite:, postgres:// or postgresql://");
         }
         let tokens = raw.tokens.as_ref().map(|t| self.tokens(t, &server));
         let jwt = self.jwt(&raw.jwt);
-        let mut issuers: Vec<IssuerConfig> = raw
-            .issuers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| self.issuer(i, r, &jwt))
-            .collect();
+        let mut issuers: Vec<IssuerConfig> =
+            raw.issuers.iter().enumerate().filter_map(|(i, r)| self.issuer(i, r, &jwt)).collect();
         for (i, issuer) in issuers.iter().enumerate() {
             if issuers[..i].iter().any(|o| o.issuer == issuer.issuer) {
-                self.problem(
-                    format!("issuers[{i}].issuer"),
-                    format!("`{}` is listed twice", issuer.issuer),
-                );
+                self.problem(format!("issuers[{i}].issuer"), format!("`{}` is listed twice", issuer.issuer));
             }
             if tokens.as_ref().is_some_and(|t| t.issuer == issuer.issuer) {
                 self.problem(
@@ -419,34 +395,19 @@ impl Validator {
                 5,
                 1_000_000,
             ) as u32,
-            lockout_after: self.positive(
-                "rate_limit.lockout_after",
-                raw.rate_limit.lockout_after,
-                10,
-                1_000_000,
-            ) as u32,
-            lockout_minutes: self.positive(
-                "rate_limit.lockout_minutes",
-                raw.rate_limit.lockout_minutes,
-                15,
-                525_600,
-            ) as u32,
+            lockout_after: self.positive("rate_limit.lockout_after", raw.rate_limit.lockout_after, 10, 1_000_000)
+                as u32,
+            lockout_minutes: self.positive("rate_limit.lockout_minutes", raw.rate_limit.lockout_minutes, 15, 525_600)
+                as u32,
         };
         let forward_auth = ForwardAuthConfig {
-            path: raw
-                .forward_auth
-                .path
-                .clone()
-                .unwrap_or_else(|| "/verify".into()),
+            path: raw.forward_auth.path.clone().unwrap_or_else(|| "/verify".into()),
             headers: match raw.forward_auth.headers.as_deref() {
                 None | Some("auto") => ForwardHeaders::Auto,
                 Some("original") => ForwardHeaders::Original,
                 Some("forwarded") => ForwardHeaders::Forwarded,
                 Some(other) => {
-                    self.problem(
-                        "forward_auth.headers",
-                        format!("`{other}` is not one of auto, original, forwarded"),
-                    );
+                    self.problem("forward_auth.headers", format!("`{other}` is not one of auto, original, forwarded"));
                     ForwardHeaders::Auto
                 }
             },
@@ -454,6 +415,7 @@ impl Validator {
         if !forward_auth.path.starts_with('/') {
             self.problem("forward_auth.path", "must start with `/`");
         }
+        let accounts = self.accounts(&raw.accounts);
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
                 None | Some("text") => LogFormat::Text,
@@ -467,13 +429,7 @@ impl Validator {
             access: raw.log.access.unwrap_or(true),
         };
         if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
-            self.problem(
-                "log.level",
-                format!(
-                    "`{}` is not a log filter (try info, debug, warn)",
-                    log.level
-                ),
-            );
+            self.problem("log.level", format!("`{}` is not a log filter (try info, debug, warn)", log.level));
         }
         Some(Config {
             server: server?,
@@ -486,8 +442,40 @@ impl Validator {
             headers,
             rate_limit,
             forward_auth,
+            accounts,
             log,
         })
+    }
+
+    fn accounts(&mut self, raw: &raw::RawAccounts) -> AccountsConfig {
+        let prefix = raw.prefix.clone().unwrap_or_else(|| "/auth".into()).trim_end_matches('/').to_string();
+        if !prefix.starts_with('/') {
+            self.problem("accounts.prefix", "must start with `/`");
+        }
+        let min = self.positive("accounts.min_password_length", raw.min_password_length, 8, 1024) as usize;
+        let max = self.positive("accounts.max_password_length", raw.max_password_length, 1024, 65_536) as usize;
+        if min > max {
+            self.problem("accounts.min_password_length", "is larger than accounts.max_password_length");
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as i64;
+        AccountsConfig {
+            prefix,
+            registration: raw.registration.unwrap_or(true),
+            min_password_length: min,
+            max_password_length: max,
+            default_role: raw.default_role.clone().unwrap_or_else(|| "user".into()),
+            default_permissions: raw.default_permissions.clone().unwrap_or_default(),
+            refresh_grace: self.duration("accounts.refresh_grace", &raw.refresh_grace, Duration::from_secs(10)),
+            reset_ttl: self.duration("accounts.reset_ttl", &raw.reset_ttl, Duration::from_secs(900)),
+            reset_url: raw.reset_url.clone(),
+            hash_concurrency: self.positive(
+                "accounts.hash_concurrency",
+                raw.hash_concurrency.or(Some(cores * 2)),
+                4,
+                1024,
+            ) as usize,
+            max_body_bytes: self.positive("accounts.max_body_bytes", raw.max_body_bytes, 64 * 1024, 1 << 20) as usize,
+        }
     }
 
     fn server(&mut self, raw: &raw::RawServer) -> Option<ServerConfig> {
@@ -495,21 +483,15 @@ impl Validator {
         let listen = match listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.problem(
-                    "server.listen",
-                    format!("`{listen}` is not an address like 127.0.0.1:8080"),
-                );
+                self.problem("server.listen", format!("`{listen}` is not an address like 127.0.0.1:8080"));
                 None
             }
         };
-        let worker_threads = raw
-            .worker_threads
-            .map(|n| self.positive("server.worker_threads", Some(n), 1, 1024) as usize);
+        let worker_threads =
+            raw.worker_threads.map(|n| self.positive("server.worker_threads", Some(n), 1, 1024) as usize);
         let mut trusted = Vec::new();
         for (i, text) in raw.trusted_proxies.iter().enumerate() {
-            let parsed = text
-                .parse::<IpNet>()
-                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+            let parsed = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
             match parsed {
                 Ok(net) => trusted.push(net),
                 Err(_) => self.problem(
@@ -518,15 +500,12 @@ impl Validator {
                 ),
             }
         }
-        let tls = raw.tls.as_ref().map(|t| TlsConfig {
-            cert_file: PathBuf::from(&t.cert_file),
-            key_file: PathBuf::from(&t.key_file),
-        });
+        let tls = raw
+            .tls
+            .as_ref()
+            .map(|t| TlsConfig { cert_file: PathBuf::from(&t.cert_file), key_file: PathBuf::from(&t.key_file) });
         if let Some(tls) = &tls {
-            for (key, path) in [
-                ("server.tls.cert_file", &tls.cert_file),
-                ("server.tls.key_file", &tls.key_file),
-            ] {
+            for (key, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
                 if !path.is_file() {
                     self.problem(key, format!("`{}` is not a readable file", path.display()));
                 }
@@ -537,71 +516,40 @@ impl Validator {
             worker_threads,
             trusted_proxies: trusted,
             tls,
-            max_connections: self.positive(
-                "server.max_connections",
-                raw.max_connections,
-                10_000,
-                1_000_000,
-            ) as usize,
+            max_connections: self.positive("server.max_connections", raw.max_connections, 10_000, 1_000_000) as usize,
             header_read_timeout: self.duration(
                 "server.header_read_timeout",
                 &raw.header_read_timeout,
                 Duration::from_secs(10),
             ),
-            idle_timeout: self.duration(
-                "server.idle_timeout",
-                &raw.idle_timeout,
-                Duration::from_secs(60),
-            ),
-            shutdown_grace: self.duration(
-                "server.shutdown_grace",
-                &raw.shutdown_grace,
-                Duration::from_secs(30),
-            ),
-            max_header_count: self.positive(
-                "server.max_header_count",
-                raw.max_header_count,
-                100,
-                1000,
-            ) as usize,
+            idle_timeout: self.duration("server.idle_timeout", &raw.idle_timeout, Duration::from_secs(60)),
+            shutdown_grace: self.duration("server.shutdown_grace", &raw.shutdown_grace, Duration::from_secs(30)),
+            max_header_count: self.positive("server.max_header_count", raw.max_header_count, 100, 1000) as usize,
         })
     }
 
     fn upstream(&mut self, raw: Option<&raw::RawUpstream>) -> Option<UpstreamConfig> {
         let Some(raw) = raw else {
-            self.problem(
-                "upstream.url",
-                "is required: the address of the app Gatehouse protects",
-            );
+            self.problem("upstream.url", "is required: the address of the app Gatehouse protects");
             return None;
         };
         let url = match raw.url.parse::<Uri>() {
-            Ok(u)
-                if u.scheme_str() == Some("http")
-                    && u.authority().is_some()
-                    && u.query().is_none() =>
-            {
-                Some(u)
-            }
+            Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() && u.query().is_none() => Some(u),
             Ok(u) if u.scheme_str() == Some("https") => {
-                self.problem("upstream.url", "https upstreams are not supported yet; use http:// (the sidecar case is localhost)");
+                self.problem(
+                    "upstream.url",
+                    "https upstreams are not supported yet; use http:// (the sidecar case is localhost)",
+                );
                 None
             }
             _ => {
-                self.problem(
-                    "upstream.url",
-                    format!("`{}` is not an http:// URL without a query", raw.url),
-                );
+                self.problem("upstream.url", format!("`{}` is not an http:// URL without a query", raw.url));
                 None
             }
         };
         Some(UpstreamConfig {
             url: url?,
-            connect_timeout: self.duration(
-                "upstream.connect_timeout",
-                &raw.connect_timeout,
-                Duration::from_secs(5),
-            ),
+            connect_timeout: self.duration("upstream.connect_timeout", &raw.connect_timeout, Duration::from_secs(5)),
             response_timeout: self.duration(
                 "upstream.response_timeout",
                 &raw.response_timeout,
@@ -612,8 +560,7 @@ impl Validator {
                 &raw.pool_idle_timeout,
                 Duration::from_secs(90),
             ),
-            pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, 256, 100_000)
-                as usize,
+            pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, 256, 100_000) as usize,
         })
     }
 
@@ -637,58 +584,31 @@ impl Validator {
         });
         let algorithm = match raw.algorithm.as_deref() {
             None => Algorithm::ES256,
-            Some(text) => self
-                .algorithm("tokens.algorithm", text)
-                .unwrap_or(Algorithm::ES256),
+            Some(text) => self.algorithm("tokens.algorithm", text).unwrap_or(Algorithm::ES256),
         };
         TokensConfig {
             issuer,
             audience: raw.audience.clone().unwrap_or_else(|| "gatehouse".into()),
             algorithm,
-            access_ttl: self.duration(
-                "tokens.access_ttl",
-                &raw.access_ttl,
-                Duration::from_secs(900),
-            ),
-            refresh_ttl: self.duration(
-                "tokens.refresh_ttl",
-                &raw.refresh_ttl,
-                Duration::from_secs(7 * 86_400),
-            ),
-            key_file: PathBuf::from(raw.key_file.as_deref().unwrap_or("data/signing-key.pem")),
+            access_ttl: self.duration("tokens.access_ttl", &raw.access_ttl, Duration::from_secs(900)),
+            refresh_ttl: self.duration("tokens.refresh_ttl", &raw.refresh_ttl, Duration::from_secs(7 * 86_400)),
+            key_file: raw.key_file.as_deref().map(PathBuf::from),
         }
     }
 
     fn jwt(&mut self, raw: &raw::RawJwt) -> JwtConfig {
-        let d = |v: &mut Self, k: &str, val: &Option<String>, def: u64| {
-            v.duration(k, val, Duration::from_secs(def))
-        };
+        let d = |v: &mut Self, k: &str, val: &Option<String>, def: u64| v.duration(k, val, Duration::from_secs(def));
         let cfg = JwtConfig {
             leeway: d(self, "jwt.leeway", &raw.leeway, 30),
-            max_token_bytes: self.positive(
-                "jwt.max_token_bytes",
-                raw.max_token_bytes,
-                8192,
-                1 << 20,
-            ) as usize,
+            max_token_bytes: self.positive("jwt.max_token_bytes", raw.max_token_bytes, 8192, 1 << 20) as usize,
             verified_cache_capacity: match raw.verified_cache_capacity {
                 // 0 turns the verified-token cache off (every request checks the signature).
                 Some(0) => 0,
                 other => self.positive("jwt.verified_cache_capacity", other, 100_000, 100_000_000),
             },
             verified_cache_ttl: d(self, "jwt.verified_cache_ttl", &raw.verified_cache_ttl, 300),
-            key_cache_capacity: self.positive(
-                "jwt.key_cache_capacity",
-                raw.key_cache_capacity,
-                10_000,
-                10_000_000,
-            ),
-            jwks_refresh_cooldown: d(
-                self,
-                "jwt.jwks_refresh_cooldown",
-                &raw.jwks_refresh_cooldown,
-                5,
-            ),
+            key_cache_capacity: self.positive("jwt.key_cache_capacity", raw.key_cache_capacity, 10_000, 10_000_000),
+            jwks_refresh_cooldown: d(self, "jwt.jwks_refresh_cooldown", &raw.jwks_refresh_cooldown, 5),
             jwks_default_ttl: d(self, "jwt.jwks_default_ttl", &raw.jwks_default_ttl, 300),
             jwks_min_ttl: d(self, "jwt.jwks_min_ttl", &raw.jwks_min_ttl, 30),
             jwks_max_ttl: d(self, "jwt.jwks_max_ttl", &raw.jwks_max_ttl, 86_400),
@@ -708,10 +628,7 @@ impl Validator {
     fn issuer(&mut self, i: usize, raw: &raw::RawIssuer, jwt: &JwtConfig) -> Option<IssuerConfig> {
         let key = |field: &str| format!("issuers[{i}].{field}");
         let Some(issuer) = raw.issuer.clone().filter(|s| !s.is_empty()) else {
-            self.problem(
-                key("issuer"),
-                "is required (the exact `iss` value of the tokens)",
-            );
+            self.problem(key("issuer"), "is required (the exact `iss` value of the tokens)");
             return None;
         };
         let mut sources = Vec::new();
@@ -741,20 +658,12 @@ impl Validator {
             0 => KeySourceConfig::Discovery,
             1 => sources.pop().expect("one source"),
             _ => {
-                self.problem(
-                    key("jwks_url"),
-                    "give only one of jwks_url, jwks_file, secret_file, discovery",
-                );
+                self.problem(key("jwks_url"), "give only one of jwks_url, jwks_file, secret_file, discovery");
                 return None;
             }
         };
-        if source == KeySourceConfig::Discovery
-            && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
-        {
-            self.problem(
-                key("issuer"),
-                "discovery needs an http(s) issuer URL; or set jwks_url / jwks_file",
-            );
+        if source == KeySourceConfig::Discovery && !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            self.problem(key("issuer"), "discovery needs an http(s) issuer URL; or set jwks_url / jwks_file");
         }
         let is_secret = matches!(source, KeySourceConfig::Secret(_));
         let algorithms: Vec<Algorithm> = match &raw.algorithms {
@@ -778,31 +687,19 @@ impl Validator {
                 );
             }
             if !hmac && is_secret {
-                self.problem(
-                    key("algorithms"),
-                    format!("{alg:?} cannot be used with secret_file"),
-                );
+                self.problem(key("algorithms"), format!("{alg:?} cannot be used with secret_file"));
             }
         }
         if let KeySourceConfig::Secret(path) | KeySourceConfig::JwksFile(path) = &source {
             if !path.is_file() {
                 self.problem(
-                    key(if is_secret {
-                        "secret_file"
-                    } else {
-                        "jwks_file"
-                    }),
+                    key(if is_secret { "secret_file" } else { "jwks_file" }),
                     format!("`{}` is not a readable file", path.display()),
                 );
             } else if is_secret {
-                let len = std::fs::read(path)
-                    .map(|b| trim_secret(&b).len())
-                    .unwrap_or(0);
+                let len = std::fs::read(path).map(|b| trim_secret(&b).len()).unwrap_or(0);
                 if len < 32 {
-                    self.problem(
-                        key("secret_file"),
-                        format!("holds {len} bytes; an HMAC secret needs at least 32"),
-                    );
+                    self.problem(key("secret_file"), format!("holds {len} bytes; an HMAC secret needs at least 32"));
                 }
             }
         }
@@ -821,10 +718,7 @@ impl Validator {
         for (i, r) in raw.iter().enumerate() {
             let key = |f: &str| format!("routes[{i}].{f}");
             let Some(path) = r.path.clone() else {
-                self.problem(
-                    key("path"),
-                    "is required (a path prefix such as `/` or `/api/`)",
-                );
+                self.problem(key("path"), "is required (a path prefix such as `/` or `/api/`)");
                 continue;
             };
             if !path.starts_with('/') {
@@ -834,38 +728,24 @@ impl Validator {
             for (j, m) in r.methods.iter().flatten().enumerate() {
                 match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                     Ok(m) => methods.push(m),
-                    Err(_) => self.problem(
-                        format!("routes[{i}].methods[{j}]"),
-                        format!("`{m}` is not an HTTP method"),
-                    ),
+                    Err(_) => self.problem(format!("routes[{i}].methods[{j}]"), format!("`{m}` is not an HTTP method")),
                 }
             }
             let permissions = r.permissions.clone().unwrap_or_default();
             let roles = r.roles.clone().unwrap_or_default();
             let access = match r.auth.as_deref() {
                 Some("public") if !permissions.is_empty() || !roles.is_empty() => {
-                    self.problem(
-                        key("auth"),
-                        "is `public` but the route also requires permissions or roles",
-                    );
+                    self.problem(key("auth"), "is `public` but the route also requires permissions or roles");
                     Access::Public
                 }
                 Some("public") => Access::Public,
                 None | Some("required") => Access::Authenticated { permissions, roles },
                 Some(other) => {
-                    self.problem(
-                        key("auth"),
-                        format!("`{other}` is not one of public, required"),
-                    );
+                    self.problem(key("auth"), format!("`{other}` is not one of public, required"));
                     Access::Public
                 }
             };
-            specs.push(RuleSpec {
-                host: r.host.clone(),
-                path,
-                methods,
-                access,
-            });
+            specs.push(RuleSpec { host: r.host.clone(), path, methods, access });
         }
         RouteTable::compile(specs)
     }
@@ -874,59 +754,35 @@ impl Validator {
         let user_id = self.header("headers.user_id", &raw.user_id, "X-Auth-User-Id");
         let email = self.header("headers.email", &raw.email, "X-Auth-Email");
         let role = self.header("headers.role", &raw.role, "X-Auth-Role");
-        let permissions = self.header(
-            "headers.permissions",
-            &raw.permissions,
-            "X-Auth-Permissions",
-        );
+        let permissions = self.header("headers.permissions", &raw.permissions, "X-Auth-Permissions");
         let team_id = self.header("headers.team_id", &raw.team_id, "X-Auth-Team-Id");
         let method = self.header("headers.method", &raw.method, "X-Auth-Method");
         let name = self.header("headers.name", &raw.name, "");
         let mut claims = Vec::new();
         for (claim, header) in &raw.claims {
-            if let Some(h) = self.header(
-                &format!("headers.claims.{claim}"),
-                &Some(header.clone()),
-                "",
-            ) {
+            if let Some(h) = self.header(&format!("headers.claims.{claim}"), &Some(header.clone()), "") {
                 claims.push((claim.split('.').map(str::to_string).collect(), h));
             }
         }
-        let mut reserved: Vec<HeaderName> = [
-            &user_id,
-            &email,
-            &role,
-            &permissions,
-            &team_id,
-            &method,
-            &name,
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .chain(claims.iter().map(|(_, h)| h.clone()))
-        .collect();
+        let mut reserved: Vec<HeaderName> = [&user_id, &email, &role, &permissions, &team_id, &method, &name]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .chain(claims.iter().map(|(_, h)| h.clone()))
+            .collect();
         for (i, s) in raw.strip.iter().enumerate() {
             if let Some(h) = self.header(&format!("headers.strip[{i}]"), &Some(s.clone()), "") {
                 reserved.push(h);
             }
         }
-        for danger in [
-            http::header::AUTHORIZATION,
-            http::header::HOST,
-            http::header::COOKIE,
-        ] {
+        for danger in [http::header::AUTHORIZATION, http::header::HOST, http::header::COOKIE] {
             if reserved.contains(&danger) {
-                self.problem(
-                    "headers",
-                    format!("`{danger}` cannot be used as an identity header"),
-                );
+                self.problem("headers", format!("`{danger}` cannot be used as an identity header"));
             }
         }
         reserved.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         reserved.dedup();
-        let max =
-            self.positive("headers.max_value_bytes", raw.max_value_bytes, 4096, 65_536) as usize;
+        let max = self.positive("headers.max_value_bytes", raw.max_value_bytes, 4096, 65_536) as usize;
         HeadersConfig {
             user_id,
             email,
@@ -955,10 +811,7 @@ pub fn trim_secret(bytes: &[u8]) -> &[u8] {
 /// Map kept for `check-config` output: section -> number of entries.
 pub fn summary(config: &Config) -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
-        (
-            "issuers",
-            config.issuers.len() + usize::from(config.tokens.is_some()),
-        ),
+        ("issuers", config.issuers.len() + usize::from(config.tokens.is_some())),
         ("routes", config.routes.len()),
         ("identity headers", config.headers.reserved.len()),
     ])
@@ -980,10 +833,7 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.jwt.leeway, Duration::from_secs(30));
         assert_eq!(c.forward_auth.path, "/verify");
-        assert_eq!(
-            c.headers.user_id.as_ref().unwrap().as_str(),
-            "x-auth-user-id"
-        );
+        assert_eq!(c.headers.user_id.as_ref().unwrap().as_str(), "x-auth-user-id");
         assert!(!c.headers.forward_authorization);
     }
 
@@ -1022,14 +872,9 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let c = Config::from_toml(
-            MINIMAL,
-            vec![(
-                "GATEHOUSE_SERVER__LISTEN".to_string(),
-                "127.0.0.1:9999".to_string(),
-            )],
-        )
-        .unwrap();
+        let c =
+            Config::from_toml(MINIMAL, vec![("GATEHOUSE_SERVER__LISTEN".to_string(), "127.0.0.1:9999".to_string())])
+                .unwrap();
         assert_eq!(c.server.listen.port(), 9999);
     }
 
@@ -1044,8 +889,7 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_key() {
-        let err = load("[server]\nworker_threads = \"two\"\n[upstream]\nurl = \"http://x:1\"\n")
-            .unwrap_err();
+        let err = load("[server]\nworker_threads = \"two\"\n[upstream]\nurl = \"http://x:1\"\n").unwrap_err();
         assert!(err.to_string().contains("worker_threads"), "{err}");
     }
 }

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub forward_auth: RawForwardAuth,
     #[serde(default)]
+    pub accounts: RawAccounts,
+    #[serde(default)]
     pub log: RawLog,
 }
 
@@ -153,4 +155,19 @@ pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
     pub access: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAccounts {
+    pub prefix: Option<String>,
+    pub registration: Option<bool>,
+    pub min_password_length: Option<i64>,
+    pub max_password_length: Option<i64>,
+    pub default_role: Option<String>,
+    pub default_permissions: Option<Vec<String>>,
+    pub refresh_grace: Option<String>,
+    pub reset_ttl: Option<String>,
+    pub reset_url: Option<String>,
+    pub hash_concurrency: Option<i64>,
+    pub max_body_bytes: Option<i64>,
 }

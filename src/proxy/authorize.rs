@@ -12,19 +12,12 @@ pub fn authorize(access: &Access, principal: Option<&Principal>) -> Result<(), E
     let Some(principal) = principal else {
         return Err(AuthError::MissingCredentials.into());
     };
-    let missing: Vec<String> = permissions
-        .iter()
-        .filter(|p| !principal.has_permission(p))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = permissions.iter().filter(|p| !principal.has_permission(p)).cloned().collect();
     if !missing.is_empty() {
         return Err(AccessError::InsufficientScope { missing }.into());
     }
     if !roles.is_empty() && !roles.iter().any(|r| principal.has_role(r)) {
-        return Err(AccessError::MissingRole {
-            roles: roles.clone(),
-        }
-        .into());
+        return Err(AccessError::MissingRole { roles: roles.clone() }.into());
     }
     Ok(())
 }

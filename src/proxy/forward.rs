@@ -68,37 +68,21 @@ impl Upstream {
         Upstream {
             client,
             scheme: parts.scheme.expect("validated: upstream URL has a scheme"),
-            authority: parts
-                .authority
-                .expect("validated: upstream URL has an authority"),
-            base_path: parts
-                .path_and_query
-                .map(|p| p.path().trim_end_matches('/').to_string())
-                .unwrap_or_default(),
+            authority: parts.authority.expect("validated: upstream URL has an authority"),
+            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
             response_timeout: config.response_timeout,
         }
     }
 
     /// Sends `req` (whose identity headers are already settled) and returns the response.
-    pub async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        peer: Peer,
-    ) -> Result<Response<Body>, UpstreamError> {
+    pub async fn forward(&self, mut req: Request<Incoming>, peer: Peer) -> Result<Response<Body>, UpstreamError> {
         let upgrade = upgrade_protocol(&req);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let original_host = host_of(&req);
 
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let uri = if self.base_path.is_empty() {
-            Uri::builder()
-                .scheme(self.scheme.clone())
-                .authority(self.authority.clone())
-                .path_and_query(path_and_query)
+            Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(path_and_query)
         } else {
             Uri::builder()
                 .scheme(self.scheme.clone())
@@ -121,9 +105,7 @@ impl Upstream {
             headers.insert(header::UPGRADE, proto.clone());
         }
 
-        let mut resp = match tokio::time::timeout(self.response_timeout, self.client.request(req))
-            .await
-        {
+        let mut resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, connect = e.is_connect(), "upstream request failed");
@@ -147,14 +129,12 @@ impl Upstream {
             });
             let (mut parts, _) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, proto);
             return Ok(Response::from_parts(parts, crate::body::empty()));
         }
         remove_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(|b| b.boxed()))
+        Ok(resp.map(|b| b.map_err(|e| -> crate::body::BodyError { e.into() }).boxed_unsync()))
     }
 }
 
@@ -170,19 +150,14 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        req.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+    if wants { req.headers().get(header::UPGRADE).cloned() } else { None }
 }
 
 pub fn host_of<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
+    req.headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
 /// Drops hop-by-hop headers, including every header named in `Connection`.
@@ -205,12 +180,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
     let peer_ip = peer.addr.ip().to_canonical();
     if peer.trusted {
-        let existing: Vec<String> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect();
+        let existing: Vec<String> =
+            headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
         let mut chain = existing.join(", ");
         if !chain.is_empty() {
             chain.push_str(", ");
@@ -261,10 +232,7 @@ pub fn client_ip(peer: Peer, headers: &HeaderMap, server: &ServerConfig) -> IpAd
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !server.is_trusted_proxy(*ip))
-        .unwrap_or(peer_ip)
+    hops.into_iter().rev().find(|ip| !server.is_trusted_proxy(*ip)).unwrap_or(peer_ip)
 }
 
 #[cfg(test)]
@@ -274,10 +242,7 @@ mod tests {
     #[test]
     fn connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

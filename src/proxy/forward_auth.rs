@@ -31,24 +31,15 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Err
     if values.next().is_some() {
         return Err(RequestError::BadHeader("a forwarding header is repeated").into());
     }
-    v.to_str()
-        .map(|s| Some(s.trim()))
-        .map_err(|_| RequestError::BadHeader("a forwarding header is not ASCII").into())
+    v.to_str().map(|s| Some(s.trim())).map_err(|_| RequestError::BadHeader("a forwarding header is not ASCII").into())
 }
 
 /// Method and URI as one proxy family describes them.
-fn family<'h>(
-    h: &'h HeaderMap,
-    method: &str,
-    uri: &str,
-) -> Result<Option<(&'h str, &'h str)>, Error> {
+fn family<'h>(h: &'h HeaderMap, method: &str, uri: &str) -> Result<Option<(&'h str, &'h str)>, Error> {
     match (header(h, method)?, header(h, uri)?) {
         (None, None) => Ok(None),
         (Some(m), Some(u)) => Ok(Some((m, u))),
-        _ => Err(RequestError::BadHeader(
-            "forward-auth needs both the original method and URI headers",
-        )
-        .into()),
+        _ => Err(RequestError::BadHeader("forward-auth needs both the original method and URI headers").into()),
     }
 }
 
@@ -63,19 +54,16 @@ fn original<B>(req: &Request<B>, trust: ForwardHeaders) -> Result<Original, Erro
         ForwardHeaders::Forwarded => traefik()?,
         ForwardHeaders::Auto => match (nginx()?, traefik()?) {
             (Some(a), Some(b)) if a != b => {
-                return Err(RequestError::BadHeader(
-                    "X-Original-* and X-Forwarded-* describe different requests",
-                )
-                .into());
+                return Err(
+                    RequestError::BadHeader("X-Original-* and X-Forwarded-* describe different requests").into()
+                );
             }
             (a, b) => a.or(b),
         },
     }
-    .ok_or(RequestError::BadHeader(
-        "forward-auth needs X-Original-Method/-URI or X-Forwarded-Method/-Uri",
-    ))?;
-    let method = Method::from_str(method)
-        .map_err(|_| RequestError::BadHeader("the forwarded method is not an HTTP method"))?;
+    .ok_or(RequestError::BadHeader("forward-auth needs X-Original-Method/-URI or X-Forwarded-Method/-Uri"))?;
+    let method =
+        Method::from_str(method).map_err(|_| RequestError::BadHeader("the forwarded method is not an HTTP method"))?;
     // Only the path matters for routing; the query can hold anything.
     let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
     let raw_path = if raw_path.starts_with('/') {
@@ -85,9 +73,7 @@ fn original<B>(req: &Request<B>, trust: ForwardHeaders) -> Result<Original, Erro
     } else {
         return Err(RequestError::BadPath.into());
     };
-    let path = canonical_path(&raw_path)
-        .map_err(super::bad_path)?
-        .into_owned();
+    let path = canonical_path(&raw_path).map_err(super::bad_path)?.into_owned();
     let host = match header(h, "x-forwarded-host")? {
         Some(fh) => strip_port(fh.split(',').next().unwrap_or("").trim()).to_ascii_lowercase(),
         None => request_host(req),
@@ -102,27 +88,17 @@ pub async fn verify<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Resp
             log.error = Some(e.code());
             let mut resp = e.to_response();
             // nginx's auth_request passes only the status on; the code rides in a header.
-            resp.headers_mut().insert(
-                X_AUTH_ERROR_CODE.clone(),
-                HeaderValue::from_static(e.code()),
-            );
+            resp.headers_mut().insert(X_AUTH_ERROR_CODE.clone(), HeaderValue::from_static(e.code()));
             resp
         }
     }
 }
 
-async fn decide<B>(
-    app: &App,
-    req: &Request<B>,
-    log: &mut AccessLog,
-) -> Result<Response<Body>, Error> {
+async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
     let original = original(req, app.config.forward_auth.headers)?;
     log.path = original.path.clone();
     log.method = original.method.to_string();
-    let access = app
-        .config
-        .routes
-        .access(&original.host, &original.method, &original.path);
+    let access = app.config.routes.access(&original.host, &original.method, &original.path);
     let principal = match identify::identify(&app.auth, req.headers()).await {
         Ok(p) => p,
         Err(_) if *access == Access::Public => None,

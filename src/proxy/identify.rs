@@ -10,26 +10,18 @@ use crate::auth::Auth;
 use crate::auth::principal::Principal;
 use crate::error::AuthError;
 
-pub async fn identify(
-    auth: &Auth,
-    headers: &HeaderMap,
-) -> Result<Option<Arc<Principal>>, AuthError> {
+pub async fn identify(auth: &Auth, headers: &HeaderMap) -> Result<Option<Arc<Principal>>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
         // Two Authorization headers: which one an upstream would read is anyone's guess.
-        return Err(AuthError::InvalidToken(
-            "more than one Authorization header".into(),
-        ));
+        return Err(AuthError::InvalidToken("more than one Authorization header".into()));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::InvalidToken("the Authorization header is not ASCII".into()))?;
-    let token = bearer(value).ok_or_else(|| {
-        AuthError::InvalidToken("the Authorization header is not `Bearer <token>`".into())
-    })?;
+    let value = value.to_str().map_err(|_| AuthError::InvalidToken("the Authorization header is not ASCII".into()))?;
+    let token = bearer(value)
+        .ok_or_else(|| AuthError::InvalidToken("the Authorization header is not `Bearer <token>`".into()))?;
     auth.jwt.verify(token).await.map(Some)
 }
 

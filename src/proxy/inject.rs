@@ -42,10 +42,7 @@ pub fn inject(headers: &mut HeaderMap, principal: &Principal, config: &HeadersCo
 }
 
 /// The identity headers of `principal`, built on first use and kept on it.
-pub fn rendered<'p>(
-    principal: &'p Principal,
-    config: &HeadersConfig,
-) -> &'p [(HeaderName, HeaderValue)] {
+pub fn rendered<'p>(principal: &'p Principal, config: &HeadersConfig) -> &'p [(HeaderName, HeaderValue)] {
     principal.rendered.get_or_init(|| render(principal, config))
 }
 

@@ -44,12 +44,32 @@ pub async fn handle(
     let mut log = AccessLog::start(&req, peer, &app.config.server);
     let resp = match crate::api::route(&app, &req, &mut log).await {
         Some(resp) => resp,
+        None if is_accounts_path(&app, req.uri().path()) => accounts(&app, req, &log).await,
         None => proxy(&app, peer, req, &mut log).await.unwrap_or_else(|e| {
             log.error = Some(e.code());
             e.to_response()
         }),
     };
     Ok(respond::finish(resp, &mut log, &app, started))
+}
+
+fn is_accounts_path(app: &App, path: &str) -> bool {
+    app.accounts.is_some()
+        && path
+            .strip_prefix(app.config.accounts.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The auth API: handed to its axum router with the client IP attached.
+async fn accounts(app: &Arc<App>, req: Request<Incoming>, log: &AccessLog) -> Response<Body> {
+    use tower::ServiceExt;
+    let mut req = req.map(axum::body::Body::new);
+    req.extensions_mut().insert(crate::api::extract::ClientIp(log.client_ip));
+    let resp = match crate::api::accounts_router(app.clone()).oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    };
+    crate::api::extract::into_body(resp)
 }
 
 /// Stages 2 to 6 for a request bound for the upstream.
@@ -91,12 +111,7 @@ async fn proxy(
 
 /// The Host a request was sent to, lowercased, without the port.
 pub fn request_host<B>(req: &Request<B>) -> String {
-    let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .unwrap_or("");
+    let raw = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
     strip_port(raw).to_ascii_lowercase()
 }
 

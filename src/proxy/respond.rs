@@ -12,12 +12,7 @@ use crate::telemetry::AccessLog;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn finish(
-    mut resp: Response<Body>,
-    log: &mut AccessLog,
-    app: &App,
-    started: Instant,
-) -> Response<Body> {
+pub fn finish(mut resp: Response<Body>, log: &mut AccessLog, app: &App, started: Instant) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&log.request_id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

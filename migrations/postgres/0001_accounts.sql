@@ -1,0 +1,85 @@
+-- Accounts, sessions and login protection. Times are unix seconds; ids are random text.
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY,
+    email           TEXT NOT NULL,
+    email_norm      TEXT NOT NULL UNIQUE,
+    username        TEXT,
+    username_norm   TEXT UNIQUE,
+    name            TEXT,
+    first_name      TEXT,
+    last_name       TEXT,
+    phone           TEXT,
+    profile         TEXT NOT NULL DEFAULT '{}',
+    password_hash   TEXT,
+    role            TEXT NOT NULL DEFAULT 'user',
+    permissions     TEXT NOT NULL DEFAULT '[]',
+    team_id         TEXT,
+    sessions_valid_after BIGINT NOT NULL DEFAULT 0,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    last_login_at   BIGINT
+);
+
+CREATE TABLE refresh_tokens (
+    id          TEXT PRIMARY KEY,
+    token_hash  BYTEA NOT NULL UNIQUE,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    family_id   TEXT NOT NULL,
+    parent_id   TEXT,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT,
+    revoked_at  BIGINT
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
+CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
+
+CREATE TABLE revoked_tokens (
+    jti         TEXT PRIMARY KEY,
+    expires_at  BIGINT NOT NULL,
+    revoked_at  BIGINT NOT NULL
+);
+CREATE INDEX revoked_tokens_revoked_at ON revoked_tokens(revoked_at);
+
+CREATE TABLE password_resets (
+    token_hash  BYTEA PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+
+CREATE TABLE lockouts (
+    identifier   TEXT PRIMARY KEY,
+    failures     BIGINT NOT NULL,
+    locked_until BIGINT NOT NULL DEFAULT 0,
+    updated_at   BIGINT NOT NULL
+);
+
+CREATE TABLE login_attempts (
+    id          BIGSERIAL PRIMARY KEY,
+    at          BIGINT NOT NULL,
+    client_ip   TEXT NOT NULL,
+    identifier  TEXT NOT NULL,
+    user_id     TEXT,
+    outcome     TEXT NOT NULL
+);
+CREATE INDEX login_attempts_at ON login_attempts(at);
+
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    algorithm   TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    retired_at  BIGINT
+);
+
+-- Session-wide revocations (password reset) and single-token revocations (logout) are
+-- announced here too, so replicas that poll see them.
+CREATE TABLE revocation_events (
+    id          BIGSERIAL PRIMARY KEY,
+    at          BIGINT NOT NULL,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    until_ts    BIGINT NOT NULL
+);

@@ -1,0 +1,101 @@
+//! What the auth API's handlers take from a request: a size-limited JSON body whose errors
+//! name the field, the client IP, and the caller proven by a Gatehouse access token.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::app::App;
+use crate::auth::principal::Principal;
+use crate::body::Body;
+use crate::error::{ApiError, AuthError, Error};
+
+/// Handlers return this; every error leaves through `Error::to_response`.
+pub type ApiResult<T = Response> = Result<T, Error>;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        self.to_response().map(axum::body::Body::new)
+    }
+}
+
+/// Converts axum's response into the proxy's body type.
+pub fn into_body(resp: Response) -> http::Response<Body> {
+    use http_body_util::BodyExt;
+    resp.map(|b| b.map_err(|e| -> crate::body::BodyError { e.into() }).boxed_unsync())
+}
+
+/// The client address, put in the request's extensions before the router runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<ClientIp>().copied().unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0]))))
+    }
+}
+
+/// A JSON body: at most `accounts.max_body_bytes`, UTF-8, and every error names its field.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
+    type Rejection = Error;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let limit = app.config.accounts.max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+            ApiError::validation("body", format!("the body is larger than {} KiB or unreadable", limit / 1024))
+        })?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// Parses JSON, treating an empty body as `{}` (for endpoints whose fields are all optional).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::validation("body", "the body is not valid UTF-8").into());
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde reports a missing field at its parent: take the name from the message.
+        let field = match message.split('`').nth(1) {
+            Some(name) if message.starts_with("missing field") => name.to_string(),
+            _ if path == "." => "body".to_string(),
+            _ => path,
+        };
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        ApiError::validation(field, message).into()
+    })
+}
+
+/// The caller, proven by a Gatehouse access token (`Authorization: Bearer`).
+pub struct Caller(pub Arc<Principal>);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let principal =
+            crate::proxy::identify::identify(&app.auth, &parts.headers).await?.ok_or(AuthError::MissingCredentials)?;
+        let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());
+        if own != Some(principal.issuer.as_str()) {
+            return Err(AuthError::InvalidToken("this endpoint takes a Gatehouse access token".into()).into());
+        }
+        Ok(Caller(principal))
+    }
+}
+
+/// Refuses the request with 429 when the client IP has used its quota.
+pub fn rate_limit(app: &App, ip: ClientIp) -> ApiResult<()> {
+    match app.accounts().limiter.check(ip.0) {
+        Ok(()) => Ok(()),
+        Err(retry_after) => Err(Error::RateLimited { retry_after }),
+    }
+}

@@ -1,0 +1,93 @@
+//! `POST /auth/login`: email or username plus password -> a new session. Rate-limited per
+//! client IP, locked after repeated failures (in the store, so across replicas), audited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::extract::{ApiResult, ClientIp, Json};
+use super::session;
+use crate::app::App;
+use crate::error::{ApiError, Error};
+use crate::store::{LoginAttempt, LoginOutcome};
+
+#[derive(Deserialize)]
+pub struct Login {
+    email: Option<String>,
+    username: Option<String>,
+    /// Either an email or a username.
+    login: Option<String>,
+    password: String,
+}
+
+pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<Login>) -> ApiResult {
+    let Some(identifier) = body.email.or(body.username).or(body.login).map(|s| s.trim().to_lowercase()) else {
+        return Err(ApiError::validation("email", "email or username is required").into());
+    };
+    if identifier.is_empty() || identifier.len() > 254 {
+        return Err(ApiError::validation("email", "email or username is required").into());
+    }
+    if body.password.is_empty() || body.password.len() > app.config.accounts.max_password_length {
+        return Err(ApiError::validation("password", "is required").into());
+    }
+    let accounts = app.accounts();
+    let now = crate::auth::jwt::now_secs() as i64;
+    let audit = |user_id: Option<String>, outcome: LoginOutcome| {
+        let store = accounts.store.clone();
+        let attempt =
+            LoginAttempt { at: now, client_ip: ip.0.to_string(), identifier: identifier.clone(), user_id, outcome };
+        async move {
+            if let Err(e) = store.audit_login(&attempt).await {
+                tracing::warn!(error = %e, "cannot record login attempt");
+            }
+        }
+    };
+
+    if let Err(retry_after) = accounts.limiter.check(ip.0) {
+        audit(None, LoginOutcome::RateLimited).await;
+        return Err(Error::RateLimited { retry_after });
+    }
+    let store = &accounts.store;
+    if let Some(until) = store.locked_until(&identifier, now).await.map_err(ApiError::from)? {
+        audit(None, LoginOutcome::Locked).await;
+        return Err(ApiError::AccountLocked { retry_after: Duration::from_secs((until - now).max(1) as u64) }.into());
+    }
+    let user = store.user_by_login(&identifier).await.map_err(ApiError::from)?;
+    // The same argon2 work runs whether or not the account exists.
+    let checked = accounts
+        .passwords
+        .check(&body.password, user.as_ref().and_then(|u| u.password_hash.as_deref()))
+        .await
+        .map_err(ApiError::from)?;
+    let user = match user {
+        Some(user) if checked.ok => user,
+        other => {
+            let user_id = other.map(|u| u.id);
+            let outcome = if user_id.is_some() { LoginOutcome::WrongPassword } else { LoginOutcome::UnknownAccount };
+            let cfg = &app.config.rate_limit;
+            // Unknown identifiers are counted too, so a lockout reveals nothing.
+            store
+                .record_failure(&identifier, now, i64::from(cfg.lockout_after), i64::from(cfg.lockout_minutes) * 60)
+                .await
+                .map_err(ApiError::from)?;
+            audit(user_id, outcome).await;
+            return Err(ApiError::InvalidCredentials.into());
+        }
+    };
+    store.clear_failures(&identifier).await.map_err(ApiError::from)?;
+    if checked.needs_rehash {
+        // Imported bcrypt (or weaker argon2) hashes become argon2id on the first good login.
+        match accounts.passwords.hash(&body.password).await {
+            Ok(hash) => store.set_password(&user.id, &hash, now, false).await.map_err(ApiError::from)?,
+            Err(_) => tracing::warn!(user = %user.id, "could not upgrade a password hash"),
+        }
+    }
+    store.touch_login(&user.id, now).await.map_err(ApiError::from)?;
+    audit(Some(user.id.clone()), LoginOutcome::Success).await;
+    let mut user = user;
+    user.last_login_at = Some(now);
+    Ok(axum::Json(session::start(&app, &user, now).await?).into_response())
+}

@@ -1,0 +1,114 @@
+//! Password reset and change. `forgot-password` answers the same whether or not the email
+//! exists (the work happens after the response); a reset token is 48 URL-safe characters,
+//! stored hashed, single use, short-lived, and a reset ends every session of the user.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{ApiResult, Caller, ClientIp, Json, rate_limit};
+use super::{session, validate};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::store::Revocation;
+
+#[derive(Deserialize)]
+pub struct Forgot {
+    email: String,
+}
+
+pub async fn forgot(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<Forgot>) -> ApiResult {
+    rate_limit(&app, ip)?;
+    let email = validate::email(&body.email)?;
+    // Look-up, token and delivery run after the answer, so its timing says nothing.
+    let task_app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_reset(&task_app, &email).await {
+            tracing::warn!(error = %e, "password reset could not be prepared");
+        }
+    });
+    Ok(axum::Json(json!({
+        "success": true,
+        "message": "If that email is registered, a password reset link has been sent.",
+    }))
+    .into_response())
+}
+
+async fn send_reset(app: &App, email: &str) -> Result<(), ApiError> {
+    let accounts = app.accounts();
+    let Some(user) = accounts.store.user_by_login(email).await? else { return Ok(()) };
+    if !user.email.eq_ignore_ascii_case(email) {
+        return Ok(());
+    }
+    let token = session::random_b64(36);
+    let now = crate::auth::jwt::now_secs() as i64;
+    let ttl = app.config.accounts.reset_ttl.as_secs() as i64;
+    accounts.store.create_reset(&session::digest_of(&token), &user.id, now, now + ttl).await?;
+    let link = match &app.config.accounts.reset_url {
+        Some(base) => format!("{base}{}token={token}", if base.contains('?') { '&' } else { '?' }),
+        None => token.clone(),
+    };
+    // No mail transport is configured: hand the link to the operator's log (development).
+    tracing::warn!(
+        target: "gatehouse::mail",
+        to = %user.email,
+        "password reset for {}: {link} (no mail transport configured; this line is the delivery)",
+        user.id
+    );
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct Reset {
+    token: String,
+    new_password: String,
+}
+
+pub async fn reset(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<Reset>) -> ApiResult {
+    rate_limit(&app, ip)?;
+    let cfg = &app.config.accounts;
+    if body.token.len() < 48 || body.token.len() > 128 {
+        return Err(ApiError::InvalidResetToken.into());
+    }
+    validate::password("new_password", &body.new_password, cfg)?;
+    let accounts = app.accounts();
+    let hash = accounts.passwords.hash(&body.new_password).await?;
+    let now = crate::auth::jwt::now_secs() as i64;
+    let user_id = accounts
+        .store
+        .consume_reset(&session::digest_of(&body.token), now)
+        .await?
+        .ok_or(ApiError::InvalidResetToken)?;
+    accounts.store.set_password(&user_id, &hash, now, true).await?;
+    app.auth.revocations.apply(Revocation::User { user_id, after: now });
+    Ok(axum::Json(json!({"success": true, "message": "Password updated. Sign in with the new password."}))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Change {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /auth/change-password`: needs the current password; ends every other session and
+/// returns a fresh one.
+pub async fn change(State(app): State<Arc<App>>, Caller(p): Caller, Json(body): Json<Change>) -> ApiResult {
+    let cfg = &app.config.accounts;
+    validate::password("new_password", &body.new_password, cfg)?;
+    let accounts = app.accounts();
+    let user = accounts.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
+    let checked = accounts.passwords.check(&body.current_password, user.password_hash.as_deref()).await?;
+    if !checked.ok {
+        return Err(ApiError::validation("current_password", "is not correct").into());
+    }
+    let hash = accounts.passwords.hash(&body.new_password).await?;
+    let now = crate::auth::jwt::now_secs() as i64;
+    accounts.store.set_password(&user.id, &hash, now, true).await?;
+    app.auth.revocations.apply(Revocation::User { user_id: user.id.clone(), after: now });
+    // Tokens issued in the same second as the cut-off would be void: start one second on.
+    Ok(axum::Json(session::start(&app, &user, now + 1).await?).into_response())
+}

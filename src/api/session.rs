@@ -1,0 +1,158 @@
+//! Sessions: an access token (a Gatehouse JWT) plus a refresh token whose family is the
+//! session. Refresh tokens are random, stored only as SHA-256 digests; a child is derived
+//! from its parent with a server-side key, so a replay inside the grace window can be
+//! answered with the same child without ever storing a token.
+
+use aws_lc_rs::{digest, hmac, rand::SecureRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Value, json};
+
+use super::extract::ApiResult;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::store::{NewRefresh, User};
+
+/// Refresh tokens read `grt_<43 chars>`: recognisable to secret scanners.
+const REFRESH_PREFIX: &str = "grt_";
+
+pub fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut buf).expect("system randomness");
+    B64.encode(buf)
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn digest_of(token: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, token.as_bytes()).as_ref().to_vec()
+}
+
+fn child_of(key: &hmac::Key, parent: &str) -> String {
+    let tag = hmac::sign(key, parent.as_bytes());
+    format!("{REFRESH_PREFIX}{}", B64.encode(tag.as_ref()))
+}
+
+/// RFC 3339 for a unix time.
+pub fn rfc3339(ts: i64) -> Value {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .map(Value::String)
+        .unwrap_or(Value::Null)
+}
+
+/// The public view of an account (never the password hash).
+pub fn user_json(u: &User) -> Value {
+    let mut v = json!({
+        "id": u.id,
+        "email": u.email,
+        "username": u.username,
+        "name": u.name,
+        "first_name": u.first_name,
+        "last_name": u.last_name,
+        "phone": u.phone,
+        "role": u.role,
+        "permissions": u.permissions,
+        "team_id": u.team_id,
+        "created_at": rfc3339(u.created_at),
+        "updated_at": rfc3339(u.updated_at),
+        "last_login_at": u.last_login_at.map(rfc3339),
+    });
+    for (k, val) in &u.profile {
+        if v.get(k).is_none() {
+            v[k] = val.clone();
+        }
+    }
+    v
+}
+
+/// Signs an access token for `user` in session `family_id`.
+fn access_token(app: &App, user: &User, family_id: &str, now: i64) -> (String, i64) {
+    let tokens = app.config.tokens.as_ref().expect("the auth API runs only with [tokens]");
+    let ttl = tokens.access_ttl.as_secs() as i64;
+    let claims = json!({
+        "iss": tokens.issuer,
+        "aud": tokens.audience,
+        "sub": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "permissions": user.permissions,
+        "team_id": user.team_id,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": new_id(),
+        "sid": family_id,
+    });
+    let key = app.auth.signing.as_ref().expect("signing key with [tokens]");
+    (key.sign(&claims), ttl)
+}
+
+fn pair(app: &App, user: &User, family_id: &str, refresh: &str, now: i64) -> Value {
+    let (access, ttl) = access_token(app, user, family_id, now);
+    json!({
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "user": user_json(user),
+    })
+}
+
+/// A new session (login, register): a new refresh family.
+pub async fn start(app: &App, user: &User, now: i64) -> ApiResult<Value> {
+    let refresh = format!("{REFRESH_PREFIX}{}", random_b64(32));
+    let family_id = new_id();
+    store_refresh(app, user, &refresh, &family_id, None, now).await?;
+    Ok(pair(app, user, &family_id, &refresh, now))
+}
+
+/// The next pair of a session after `parent` was used. With `replay`, the child exists
+/// already and the same one is returned.
+pub async fn next(
+    app: &App,
+    user: &User,
+    family_id: &str,
+    parent_id: &str,
+    parent: &str,
+    replay: bool,
+    now: i64,
+) -> ApiResult<Value> {
+    let child = child_of(&app.accounts().refresh_key, parent);
+    if !replay {
+        store_refresh(app, user, &child, family_id, Some(parent_id), now).await?;
+    }
+    Ok(pair(app, user, family_id, &child, now))
+}
+
+async fn store_refresh(
+    app: &App,
+    user: &User,
+    token: &str,
+    family_id: &str,
+    parent: Option<&str>,
+    now: i64,
+) -> ApiResult<()> {
+    let ttl = app.config.tokens.as_ref().map(|t| t.refresh_ttl.as_secs() as i64).unwrap_or(0);
+    app.accounts()
+        .store
+        .insert_refresh(&NewRefresh {
+            id: new_id(),
+            hash: digest_of(token),
+            user_id: user.id.clone(),
+            family_id: family_id.to_string(),
+            parent_id: parent.map(str::to_string),
+            now,
+            expires_at: now + ttl,
+        })
+        .await
+        .map_err(ApiError::from)?;
+    Ok(())
+}
+
+pub fn is_refresh_token(token: &str) -> bool {
+    token.starts_with(REFRESH_PREFIX) && token.len() < 128
+}

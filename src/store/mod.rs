@@ -1,0 +1,201 @@
+//! Persistence for accounts, sessions and login protection: a [`Store`] trait that business
+//! code calls, implemented once over sqlx's `Any` driver for SQLite and Postgres.
+//!
+//! SQL is written to run on both (`$N` parameters, `ON CONFLICT`, `RETURNING`); what truly
+//! differs (migrations, connection setup) lives in [`sql::Dialect`].
+
+pub mod sql;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique field is taken; names the field (`email`, `username`).
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            let msg = db.message().to_ascii_lowercase();
+            return StoreError::Conflict(if msg.contains("username") { "username" } else { "email" });
+        }
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A stored account. Times are unix seconds.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    /// App-specific profile fields (seed 002: skills, experience_years, ...).
+    pub profile: Map<String, Value>,
+    pub password_hash: Option<String>,
+    pub role: String,
+    pub permissions: Vec<String>,
+    pub team_id: Option<String>,
+    /// Sessions and access tokens issued before this are no longer valid (password reset).
+    pub sessions_valid_after: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub id: String,
+    pub email: String,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub profile: Map<String, Value>,
+    pub password_hash: String,
+    pub role: String,
+    pub permissions: Vec<String>,
+    pub team_id: Option<String>,
+    pub now: i64,
+}
+
+/// Fields `PATCH /auth/me` may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    pub username: Option<Option<String>>,
+    pub name: Option<Option<String>>,
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    /// Merged into the stored profile; a `null` value removes a key.
+    pub profile: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRefresh {
+    pub id: String,
+    pub hash: Vec<u8>,
+    pub user_id: String,
+    pub family_id: String,
+    pub parent_id: Option<String>,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum RefreshUse {
+    /// The token was live and is now used; the caller issues its child.
+    Rotated { id: String, user_id: String, family_id: String },
+    /// Already used, but within the grace window: the caller re-issues the same child.
+    Replayed { id: String, user_id: String, family_id: String },
+    /// Used before, outside the grace window: the whole family has been revoked.
+    Reused { family_id: String },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// A revocation every replica must apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// One access token (logout), until it would have expired.
+    Token { jti: String, until: i64 },
+    /// Every access token of a session (refresh family), until they would have expired.
+    Session { family_id: String, until: i64 },
+    /// Every token of a user issued before `after` (password reset).
+    User { user_id: String, after: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    WrongPassword,
+    UnknownAccount,
+    Locked,
+    RateLimited,
+}
+
+impl LoginOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Success => "success",
+            LoginOutcome::WrongPassword => "wrong_password",
+            LoginOutcome::UnknownAccount => "unknown_account",
+            LoginOutcome::Locked => "locked",
+            LoginOutcome::RateLimited => "rate_limited",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    pub at: i64,
+    pub client_ip: String,
+    pub identifier: String,
+    pub user_id: Option<String>,
+    pub outcome: LoginOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>>;
+    /// By normalised email or username.
+    async fn user_by_login(&self, identifier: &str) -> Result<Option<User>>;
+    async fn update_profile(&self, id: &str, update: &ProfileUpdate, now: i64) -> Result<User>;
+    /// Replaces the password hash; with `end_sessions`, every session and token of the user
+    /// issued until `now` stops working.
+    async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: bool) -> Result<()>;
+    async fn touch_login(&self, id: &str, now: i64) -> Result<()>;
+
+    async fn insert_refresh(&self, token: &NewRefresh) -> Result<()>;
+    /// Marks a refresh token used, atomically, and says what that means.
+    async fn use_refresh(&self, hash: &[u8], now: i64, grace_secs: i64, access_ttl: i64) -> Result<RefreshUse>;
+    /// Revokes a refresh family and announces its access tokens as revoked.
+    async fn revoke_family(&self, family_id: &str, now: i64, access_ttl: i64) -> Result<()>;
+    async fn revoke_token(&self, jti: &str, until: i64, now: i64) -> Result<()>;
+    /// Revocation events after `cursor`, with the new cursor.
+    async fn revocations_after(&self, cursor: i64, now: i64) -> Result<(Vec<Revocation>, i64)>;
+
+    async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()>;
+    /// The user of a live reset token, which is used up by this call.
+    async fn consume_reset(&self, hash: &[u8], now: i64) -> Result<Option<String>>;
+
+    /// Until when the identifier is locked, if it is.
+    async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>>;
+    /// Counts a failed login; returns the lock end if this failure locked the identifier.
+    async fn record_failure(&self, identifier: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>>;
+    async fn clear_failures(&self, identifier: &str) -> Result<()>;
+    async fn audit_login(&self, attempt: &LoginAttempt) -> Result<()>;
+    async fn login_attempts(&self, identifier: &str) -> Result<Vec<LoginAttempt>>;
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Stores a key unless one exists already (first replica wins); returns all keys.
+    async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>>;
+}

@@ -1,0 +1,525 @@
+//! The [`Store`] on sqlx's `Any` driver: one set of portable statements for SQLite and
+//! Postgres, plus the few things that differ per dialect (migrations, connection setup).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::*;
+
+/// The database behind a store URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn of(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn migrator(self) -> sqlx::migrate::Migrator {
+        match self {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+        }
+    }
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+const USER_COLUMNS: &str = "id, email, username, name, first_name, last_name, phone, profile, password_hash, role, \
+     permissions, team_id, sessions_valid_after, created_at, updated_at, last_login_at";
+
+impl SqlStore {
+    /// Connects (creating a SQLite file and its directory if needed) and applies migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of(url).ok_or_else(|| anyhow::anyhow!("store.url: unsupported database URL"))?;
+        let url = match dialect {
+            Dialect::Sqlite => sqlite_url(url)?,
+            Dialect::Postgres => url.to_string(),
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match dialect {
+            // One writer at a time anyway; WAL lets readers go on while it writes.
+            Dialect::Sqlite => options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA synchronous = NORMAL",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            }),
+            Dialect::Postgres => options.max_connections(16),
+        };
+        let pool = options.connect(&url).await.map_err(|e| anyhow::anyhow!("store.url: cannot connect: {e}"))?;
+        dialect.migrator().run(&pool).await.map_err(|e| anyhow::anyhow!("store: migrations failed: {e}"))?;
+        Ok(SqlStore { pool, dialect })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// `sqlite://path` with `mode=rwc` so the file is created, after creating its directory.
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:"
+        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("store.url: cannot create {}: {e}", dir.display()))?;
+    }
+    let mut query = query.to_string();
+    if !query.contains("mode=") {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("mode=rwc");
+    }
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+fn user_from(row: &AnyRow) -> Result<User> {
+    let profile: String = row.try_get("profile")?;
+    let permissions: String = row.try_get("permissions")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        username: row.try_get("username")?,
+        name: row.try_get("name")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        phone: row.try_get("phone")?,
+        profile: serde_json::from_str(&profile).unwrap_or_default(),
+        password_hash: row.try_get("password_hash")?,
+        role: row.try_get("role")?,
+        permissions: serde_json::from_str(&permissions).unwrap_or_default(),
+        team_id: row.try_get("team_id")?,
+        sessions_valid_after: row.try_get("sessions_valid_after")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_login_at: row.try_get("last_login_at")?,
+    })
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_user(&self, u: NewUser) -> Result<User> {
+        let sql = format!(
+            "INSERT INTO users (id, email, email_norm, username, username_norm, name, first_name, last_name, phone, profile, \
+             password_hash, role, permissions, team_id, sessions_valid_after, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $15) RETURNING {USER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&u.id)
+            .bind(&u.email)
+            .bind(norm(&u.email))
+            .bind(&u.username)
+            .bind(u.username.as_deref().map(norm))
+            .bind(&u.name)
+            .bind(&u.first_name)
+            .bind(&u.last_name)
+            .bind(&u.phone)
+            .bind(Value::Object(u.profile.clone()).to_string())
+            .bind(&u.password_hash)
+            .bind(&u.role)
+            .bind(serde_json::to_string(&u.permissions).expect("strings serialise"))
+            .bind(&u.team_id)
+            .bind(u.now)
+            .fetch_one(&self.pool)
+            .await?;
+        user_from(&row)
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_login(&self, identifier: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_norm = $1 OR username_norm = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(norm(identifier)).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn update_profile(&self, id: &str, update: &ProfileUpdate, now: i64) -> Result<User> {
+        let current = self.user_by_id(id).await?.ok_or(StoreError::NotFound)?;
+        let pick = |new: &Option<Option<String>>, old: &Option<String>| new.clone().unwrap_or_else(|| old.clone());
+        let username = pick(&update.username, &current.username);
+        let mut profile = current.profile.clone();
+        if let Some(patch) = &update.profile {
+            for (k, v) in patch {
+                if v.is_null() {
+                    profile.remove(k);
+                } else {
+                    profile.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let sql = format!(
+            "UPDATE users SET username = $2, username_norm = $3, name = $4, first_name = $5, last_name = $6, phone = $7, \
+             profile = $8, updated_at = $9 WHERE id = $1 RETURNING {USER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(&username)
+            .bind(username.as_deref().map(norm))
+            .bind(pick(&update.name, &current.name))
+            .bind(pick(&update.first_name, &current.first_name))
+            .bind(pick(&update.last_name, &current.last_name))
+            .bind(pick(&update.phone, &current.phone))
+            .bind(Value::Object(profile).to_string())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        user_from(&row)
+    }
+
+    async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: bool) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if end_sessions {
+            sqlx::query(
+                "UPDATE users SET password_hash = $2, updated_at = $3, sessions_valid_after = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'user', $2, $1)")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_login(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(id).bind(now).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_refresh(&self, t: &NewRefresh) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, parent_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(&t.hash)
+        .bind(&t.user_id)
+        .bind(&t.family_id)
+        .bind(&t.parent_id)
+        .bind(t.now)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_refresh(&self, hash: &[u8], now: i64, grace_secs: i64, access_ttl: i64) -> Result<RefreshUse> {
+        // The conditional UPDATE is the serialisation point: of two concurrent uses of one
+        // token, exactly one sees `used_at IS NULL`.
+        let won = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+             RETURNING id, user_id, family_id",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = won {
+            return Ok(RefreshUse::Rotated {
+                id: row.try_get("id")?,
+                user_id: row.try_get("user_id")?,
+                family_id: row.try_get("family_id")?,
+            });
+        }
+        let Some(row) = sqlx::query(
+            "SELECT id, user_id, family_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(RefreshUse::Invalid);
+        };
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let family_id: String = row.try_get("family_id")?;
+        if revoked_at.is_some() || expires_at <= now {
+            return Ok(RefreshUse::Invalid);
+        }
+        let Some(used_at) = used_at else { return Ok(RefreshUse::Invalid) };
+        if now - used_at <= grace_secs {
+            // Only the newest member may be replayed: a used token whose child was used too
+            // is reuse even inside the window.
+            let child_used: Option<i64> = sqlx::query("SELECT used_at FROM refresh_tokens WHERE parent_id = $1")
+                .bind(row.try_get::<String, _>("id")?)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<Option<i64>, _>("used_at"))
+                .transpose()?
+                .flatten();
+            if child_used.is_none() {
+                return Ok(RefreshUse::Replayed {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    family_id,
+                });
+            }
+        }
+        self.revoke_family(&family_id, now, access_ttl).await?;
+        Ok(RefreshUse::Reused { family_id })
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: i64, access_ttl: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+            .bind(family_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)")
+            .bind(now)
+            .bind(family_id)
+            .bind(now + access_ttl)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_token(&self, jti: &str, until: i64, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'token', $2, $3)")
+            .bind(now)
+            .bind(jti)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revocations_after(&self, cursor: i64, now: i64) -> Result<(Vec<Revocation>, i64)> {
+        // Events that can no longer matter (their tokens expired) are skipped, so a fresh
+        // replica loads only what is live.
+        let rows = sqlx::query(
+            "SELECT id, kind, subject, until_ts FROM revocation_events WHERE id > $1 AND (kind = 'user' OR until_ts > $2) ORDER BY id",
+        )
+        .bind(cursor)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut last = cursor;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            last = last.max(row.try_get::<i64, _>("id")?);
+            let subject: String = row.try_get("subject")?;
+            let until: i64 = row.try_get("until_ts")?;
+            match row.try_get::<String, _>("kind")?.as_str() {
+                "token" => out.push(Revocation::Token { jti: subject, until }),
+                "session" => out.push(Revocation::Session { family_id: subject, until }),
+                "user" => out.push(Revocation::User { user_id: subject, after: until }),
+                _ => {}
+            }
+        }
+        if last == cursor {
+            // Nothing new; keep the cursor at the newest id so expired rows are not rescanned.
+            let max: Option<i64> =
+                sqlx::query("SELECT MAX(id) AS m FROM revocation_events").fetch_one(&self.pool).await?.try_get("m")?;
+            last = max.unwrap_or(cursor).max(cursor);
+        }
+        Ok((out, last))
+    }
+
+    async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn consume_reset(&self, hash: &[u8], now: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("user_id")).transpose()?)
+    }
+
+    async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT locked_until FROM lockouts WHERE identifier = $1 AND locked_until > $2")
+            .bind(identifier)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("locked_until")).transpose()?)
+    }
+
+    async fn record_failure(&self, identifier: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>> {
+        // One atomic upsert: parallel failures each add one, and the one reaching the
+        // threshold sets the lock. A finished lock, or a failure streak older than a lock
+        // period, starts counting afresh.
+        let row = sqlx::query(
+            "INSERT INTO lockouts (identifier, failures, locked_until, updated_at) VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $2 + $4 ELSE 0 END, $2) \
+             ON CONFLICT (identifier) DO UPDATE SET \
+               failures = CASE WHEN (lockouts.locked_until > 0 AND lockouts.locked_until <= $2) OR lockouts.updated_at < $2 - $4 \
+                               THEN 1 ELSE lockouts.failures + 1 END, \
+               locked_until = CASE \
+                   WHEN lockouts.locked_until > $2 THEN lockouts.locked_until \
+                   WHEN (CASE WHEN (lockouts.locked_until > 0 AND lockouts.locked_until <= $2) OR lockouts.updated_at < $2 - $4 \
+                              THEN 1 ELSE lockouts.failures + 1 END) >= $3 THEN $2 + $4 \
+                   ELSE 0 END, \
+               updated_at = $2 \
+             RETURNING failures, locked_until",
+        )
+        .bind(identifier)
+        .bind(now)
+        .bind(threshold)
+        .bind(lock_secs)
+        .fetch_one(&self.pool)
+        .await?;
+        let locked_until: i64 = row.try_get("locked_until")?;
+        Ok((locked_until > now).then_some(locked_until))
+    }
+
+    async fn clear_failures(&self, identifier: &str) -> Result<()> {
+        sqlx::query("DELETE FROM lockouts WHERE identifier = $1").bind(identifier).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn audit_login(&self, a: &LoginAttempt) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO login_attempts (at, client_ip, identifier, user_id, outcome) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(a.at)
+        .bind(&a.client_ip)
+        .bind(&a.identifier)
+        .bind(&a.user_id)
+        .bind(a.outcome.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn login_attempts(&self, identifier: &str) -> Result<Vec<LoginAttempt>> {
+        let rows = sqlx::query(
+            "SELECT at, client_ip, identifier, user_id, outcome FROM login_attempts WHERE identifier = $1 ORDER BY id",
+        )
+        .bind(identifier)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let outcome = match r.try_get::<String, _>("outcome")?.as_str() {
+                    "success" => LoginOutcome::Success,
+                    "wrong_password" => LoginOutcome::WrongPassword,
+                    "unknown_account" => LoginOutcome::UnknownAccount,
+                    "locked" => LoginOutcome::Locked,
+                    _ => LoginOutcome::RateLimited,
+                };
+                Ok(LoginAttempt {
+                    at: r.try_get("at")?,
+                    client_ip: r.try_get("client_ip")?,
+                    identifier: r.try_get("identifier")?,
+                    user_id: r.try_get("user_id")?,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, algorithm, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid")?,
+                    algorithm: r.try_get("algorithm")?,
+                    private_key: r.try_get("private_key")?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>> {
+        // Inserted only while no live key exists, so replicas starting together agree on one.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL AND algorithm = $2)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_key)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        self.signing_keys().await
+    }
+}
