@@ -14,11 +14,7 @@ fn bin() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
@@ -30,21 +26,9 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf 
 #[test]
 fn check_config_accepts_the_examples() {
     let root = env!("CARGO_MANIFEST_DIR");
-    for file in [
-        "config/gatehouse.toml",
-        "config/sidecar.toml",
-        "config/gateway.toml",
-    ] {
-        let out = bin()
-            .current_dir(root)
-            .args(["check-config", "--config", file])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for file in ["config/gatehouse.toml", "config/sidecar.toml", "config/gateway.toml"] {
+        let out = bin().current_dir(root).args(["check-config", "--config", file]).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -72,11 +56,7 @@ path = "api"
 auth = "sometimes"
 "#,
     );
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = bin().args(["check-config", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -90,24 +70,14 @@ auth = "sometimes"
         "routes[0].path",
         "routes[0].auth",
     ] {
-        assert!(
-            err.contains(&format!("  {key}: ")),
-            "{key} not named in:\n{err}"
-        );
+        assert!(err.contains(&format!("  {key}: ")), "{key} not named in:\n{err}");
     }
     // serve refuses to start on the same file, with the same message.
-    let out = bin()
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = bin().args(["serve", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("upstream.url"));
 
-    let out = bin()
-        .args(["check-config", "--config", "/nonexistent/g.toml"])
-        .output()
-        .unwrap();
+    let out = bin().args(["check-config", "--config", "/nonexistent/g.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
@@ -115,20 +85,8 @@ auth = "sometimes"
 #[test]
 fn environment_overrides_are_validated_too() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
-        "ok.toml",
-        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n",
-    );
-    assert!(
-        bin()
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let path = write(&dir, "ok.toml", "[upstream]\nurl = \"http://127.0.0.1:3000\"\n");
+    assert!(bin().args(["check-config", "--config"]).arg(&path).output().unwrap().status.success());
     let out = bin()
         .args(["check-config", "--config"])
         .arg(&path)
@@ -138,10 +96,7 @@ fn environment_overrides_are_validated_too() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("server.worker_threads") && err.contains("upstream.url"),
-        "{err}"
-    );
+    assert!(err.contains("server.worker_threads") && err.contains("upstream.url"), "{err}");
 }
 
 struct Server {
@@ -152,11 +107,7 @@ struct Server {
 impl Server {
     fn start(dir: &tempfile::TempDir, config: &str) -> Server {
         let port = free_port();
-        let path = write(
-            dir,
-            "gatehouse.toml",
-            &config.replace("LISTEN", &format!("127.0.0.1:{port}")),
-        );
+        let path = write(dir, "gatehouse.toml", &config.replace("LISTEN", &format!("127.0.0.1:{port}")));
         let child = bin()
             .current_dir(dir.path())
             .args(["serve", "--config"])
@@ -179,24 +130,11 @@ impl Server {
     }
 
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let status = self.child.wait().unwrap();
         let mut logs = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
+        self.child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+        self.child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
         (status, logs)
     }
 }
@@ -219,17 +157,10 @@ async fn sigterm_drains_in_flight_requests() {
         ),
     );
     let url = server.url("/slow/800");
-    let in_flight =
-        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, logs) = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
-    assert_eq!(
-        in_flight.await.unwrap().unwrap(),
-        200,
-        "in-flight request finished"
-    );
+    let (status, logs) = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200, "in-flight request finished");
     assert!(status.success(), "clean exit: {status}\n{logs}");
     assert!(logs.contains("draining"), "{logs}");
 }
@@ -266,42 +197,21 @@ level = "debug"
         .current_dir(dir.path())
         .args(["token", "--config"])
         .arg(&cfg_path)
-        .args([
-            "--sub",
-            "ops-bot",
-            "--permissions",
-            "admin,read",
-            "--email",
-            "bot@example.com",
-            "--ttl",
-            "5m",
-        ])
+        .args(["--sub", "ops-bot", "--permissions", "admin,read", "--email", "bot@example.com", "--ttl", "5m"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(token.split('.').count(), 3);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("keys/signing.pem"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("keys/signing.pem")).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the generated private key is private");
     }
 
     let c = client();
-    let r = c
-        .get(server.url("/admin/x"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(server.url("/admin/x")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let echo: serde_json::Value = r.json().await.unwrap();
     assert_eq!(seen(&echo, "x-auth-user-id"), ["ops-bot"]);
@@ -315,73 +225,32 @@ level = "debug"
         "basic-pass-secret-99",
     ];
     let forged = format!("{}x", &token[..token.len() - 1]);
-    let _ = c
-        .get(server.url("/admin/x"))
-        .bearer_auth(&forged)
-        .send()
-        .await
-        .unwrap();
-    let _ = c
-        .get(server.url("/admin/x"))
-        .header("Authorization", format!("Bearer {}", secrets[0]))
-        .send()
-        .await
-        .unwrap();
-    let _ = c
-        .get(server.url("/public/x"))
-        .header("X-API-Key", secrets[1])
-        .send()
-        .await
-        .unwrap();
-    let _ = c
-        .get(server.url("/public/x"))
-        .header("Cookie", format!("session={}", secrets[2]))
-        .send()
-        .await
-        .unwrap();
-    let _ = c
-        .get(server.url(&format!("/public/x?token={}", secrets[3])))
-        .send()
-        .await
-        .unwrap();
-    let _ = c
-        .get(server.url("/admin/x"))
-        .basic_auth("user", Some(secrets[4]))
-        .send()
-        .await
-        .unwrap();
+    let _ = c.get(server.url("/admin/x")).bearer_auth(&forged).send().await.unwrap();
+    let _ =
+        c.get(server.url("/admin/x")).header("Authorization", format!("Bearer {}", secrets[0])).send().await.unwrap();
+    let _ = c.get(server.url("/public/x")).header("X-API-Key", secrets[1]).send().await.unwrap();
+    let _ = c.get(server.url("/public/x")).header("Cookie", format!("session={}", secrets[2])).send().await.unwrap();
+    let _ = c.get(server.url(&format!("/public/x?token={}", secrets[3]))).send().await.unwrap();
+    let _ = c.get(server.url("/admin/x")).basic_auth("user", Some(secrets[4])).send().await.unwrap();
     let _ = c
         .post(server.url("/public/login"))
         .json(&serde_json::json!({"email": "a@b.c", "password": secrets[0]}))
         .send()
         .await
         .unwrap();
-    let _ = c
-        .post(server.url("/verify"))
-        .header("Authorization", format!("Bearer {}", secrets[0]))
-        .send()
-        .await
-        .unwrap();
+    let _ =
+        c.post(server.url("/verify")).header("Authorization", format!("Bearer {}", secrets[0])).send().await.unwrap();
 
-    let (status, logs) = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
+    let (status, logs) = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert!(status.success());
-    assert!(
-        logs.contains("\"subject\":\"ops-bot\""),
-        "access log names the verified subject:\n{logs}"
-    );
+    assert!(logs.contains("\"subject\":\"ops-bot\""), "access log names the verified subject:\n{logs}");
     let signature = token.rsplit('.').next().unwrap();
-    assert!(
-        !logs.contains(signature) && !logs.contains(&token[..40]),
-        "a token leaked into the logs"
-    );
+    assert!(!logs.contains(signature) && !logs.contains(&token[..40]), "a token leaked into the logs");
     for s in secrets {
         assert!(!logs.contains(s), "`{s}` leaked into the logs:\n{logs}");
     }
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
-        let parsed: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(parsed.get("level").is_some());
     }
 }

@@ -18,10 +18,8 @@ async fn setup() -> (Upstream, JwksServer, TestKey, Gatehouse) {
         issuer_block(ISS, &j.url(), &["RS256"])
     );
     // Host- and method-specific rules must come first: put them ahead of the usual routes.
-    let text = config(&upstream, "").replace(
-        "[[routes]]\npath = \"/public/\"",
-        &format!("{extra}[[routes]]\npath = \"/public/\""),
-    );
+    let text = config(&upstream, "")
+        .replace("[[routes]]\npath = \"/public/\"", &format!("{extra}[[routes]]\npath = \"/public/\""));
     let gh = Gatehouse::start(&text).await;
     gh.wait_ready().await;
     (upstream, j, key, gh)
@@ -35,11 +33,7 @@ fn tok(key: &TestKey, perms: &[&str]) -> String {
     key.sign(&c)
 }
 
-async fn verify(
-    gh: &Gatehouse,
-    headers: &[(&str, &str)],
-    token: Option<&str>,
-) -> reqwest::Response {
+async fn verify(gh: &Gatehouse, headers: &[(&str, &str)], token: Option<&str>) -> reqwest::Response {
     let mut req = client().get(gh.url("/verify"));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -62,12 +56,7 @@ async fn traefik_and_caddy_dialect() {
         ]
     };
     // Allowed: 200 with identity headers.
-    let r = verify(
-        &gh,
-        &fwd("GET", "/app/page?q=1", "app.example.com"),
-        Some(&tok(&key, &["read"])),
-    )
-    .await;
+    let r = verify(&gh, &fwd("GET", "/app/page?q=1", "app.example.com"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-user-id"], "alice");
     assert_eq!(r.headers()["x-auth-email"], "alice@example.com");
@@ -88,79 +77,39 @@ async fn traefik_and_caddy_dialect() {
     assert!(!r.headers().contains_key("x-auth-user-id"));
 
     // Host rule: the same path needs `admin` on admin.example.com.
-    let r = verify(
-        &gh,
-        &fwd("GET", "/app", "admin.example.com:443"),
-        Some(&tok(&key, &["read"])),
-    )
-    .await;
+    let r = verify(&gh, &fwd("GET", "/app", "admin.example.com:443"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "insufficient_scope");
-    let r = verify(
-        &gh,
-        &fwd("GET", "/app", "admin.example.com"),
-        Some(&tok(&key, &["admin"])),
-    )
-    .await;
+    let r = verify(&gh, &fwd("GET", "/app", "admin.example.com"), Some(&tok(&key, &["admin"]))).await;
     assert_eq!(r.status(), 200);
 
     // Method rule: POST /write/ needs `write`, GET does not.
-    let r = verify(
-        &gh,
-        &fwd("POST", "/write/doc", "app.example.com"),
-        Some(&tok(&key, &["read"])),
-    )
-    .await;
+    let r = verify(&gh, &fwd("POST", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 403);
-    let r = verify(
-        &gh,
-        &fwd("GET", "/write/doc", "app.example.com"),
-        Some(&tok(&key, &["read"])),
-    )
-    .await;
+    let r = verify(&gh, &fwd("GET", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 200);
 
     // Bad token: 401 invalid_token.
-    let r = verify(
-        &gh,
-        &fwd("GET", "/app", "app.example.com"),
-        Some("abc.def.ghi"),
-    )
-    .await;
+    let r = verify(&gh, &fwd("GET", "/app", "app.example.com"), Some("abc.def.ghi")).await;
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "invalid_token");
 
-    assert_eq!(
-        upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "forward-auth never proxies"
-    );
+    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 0, "forward-auth never proxies");
 }
 
 #[tokio::test]
 async fn nginx_dialect() {
     let (_u, _j, key, gh) = setup().await;
-    let orig = |method: &'static str, uri: &'static str| {
-        [("X-Original-Method", method), ("X-Original-URI", uri)]
-    };
-    let r = verify(
-        &gh,
-        &orig("POST", "/write/x?y=1"),
-        Some(&tok(&key, &["write"])),
-    )
-    .await;
+    let orig = |method: &'static str, uri: &'static str| [("X-Original-Method", method), ("X-Original-URI", uri)];
+    let r = verify(&gh, &orig("POST", "/write/x?y=1"), Some(&tok(&key, &["write"]))).await;
     assert_eq!(r.status(), 200);
     let r = verify(&gh, &orig("DELETE", "/write/x"), Some(&tok(&key, &[]))).await;
     assert_eq!(r.status(), 403);
     let r = verify(&gh, &orig("GET", "/admin/"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 403);
-    assert_eq!(
-        r.headers()["x-auth-error-code"],
-        "insufficient_scope",
-        "nginx only passes the status on"
-    );
+    assert_eq!(r.headers()["x-auth-error-code"], "insufficient_scope", "nginx only passes the status on");
     let r = verify(&gh, &orig("GET", "/%61dmin/"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 403, "encoded paths are matched decoded");
     let r = verify(&gh, &orig("GET", "/public/../admin/"), None).await;
@@ -175,12 +124,7 @@ async fn nginx_dialect() {
 async fn bad_forwarding_headers_are_400() {
     let (_u, _j, key, gh) = setup().await;
     let t = tok(&key, &["read"]);
-    let r = verify(
-        &gh,
-        &[("X-Forwarded-Method", "G E T"), ("X-Forwarded-Uri", "/app")],
-        Some(&t),
-    )
-    .await;
+    let r = verify(&gh, &[("X-Forwarded-Method", "G E T"), ("X-Forwarded-Uri", "/app")], Some(&t)).await;
     assert_eq!(r.status(), 400);
     let r = client()
         .get(gh.url("/verify"))
@@ -190,15 +134,7 @@ async fn bad_forwarding_headers_are_400() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "a repeated forwarding header is ambiguous");
-    let r = verify(
-        &gh,
-        &[
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Uri", "/bad%zz"),
-        ],
-        Some(&t),
-    )
-    .await;
+    let r = verify(&gh, &[("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/bad%zz")], Some(&t)).await;
     assert_eq!(r.status(), 400);
     // Nothing is assumed: a missing method or URI is refused, not read as `GET /`.
     for headers in [
@@ -238,15 +174,8 @@ async fn a_client_cannot_pick_the_route_with_the_other_header_family() {
     // Pinned to one family, the other is ignored entirely.
     let upstream = Upstream::start().await;
     for (mode, expected) in [("forwarded", 401), ("original", 200)] {
-        let text = format!(
-            "{}\n[forward_auth]\nheaders = \"{mode}\"\n",
-            config(&upstream, "")
-        );
+        let text = format!("{}\n[forward_auth]\nheaders = \"{mode}\"\n", config(&upstream, ""));
         let pinned = Gatehouse::start(&text).await;
-        assert_eq!(
-            verify(&pinned, &smuggled, None).await.status(),
-            expected,
-            "{mode}"
-        );
+        assert_eq!(verify(&pinned, &smuggled, None).await.status(), expected, "{mode}");
     }
 }

@@ -12,13 +12,7 @@ const ISS: &str = "https://interop.test";
 #[tokio::test]
 async fn pyjwt_and_jose_tokens_verify() {
     let upstream = Upstream::start().await;
-    for alg in [
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
-    ] {
+    for alg in [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
         let key = TestKey::generate(alg);
         let other = TestKey::generate(alg);
         let name = key.alg_name();
@@ -39,34 +33,17 @@ async fn pyjwt_and_jose_tokens_verify() {
 
             // No kid: the issuer's keys are tried.
             let token = mint_external(lib, &key, &claims(ISS, "nokid"), None);
-            assert_eq!(
-                get(&gh, "/app", Some(&token)).await.0,
-                200,
-                "{lib} {name} without kid"
-            );
+            assert_eq!(get(&gh, "/app", Some(&token)).await.0, 200, "{lib} {name} without kid");
 
             // Signed by a key the issuer does not publish, under the published kid.
             let forged = mint_external(lib, &other, &claims(ISS, "forged"), Some(key.kid()));
-            assert_eq!(
-                get(&gh, "/app", Some(&forged)).await.0,
-                401,
-                "{lib} {name} forged"
-            );
+            assert_eq!(get(&gh, "/app", Some(&forged)).await.0, 401, "{lib} {name} forged");
 
             // Expired per the library's own exp.
             let mut old = claims(ISS, "old");
             old["exp"] = json!(now() - 600);
-            let (status, _, body) = get(
-                &gh,
-                "/app",
-                Some(&mint_external(lib, &key, &old, Some(key.kid()))),
-            )
-            .await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (401, Some("token_expired")),
-                "{lib} {name}"
-            );
+            let (status, _, body) = get(&gh, "/app", Some(&mint_external(lib, &key, &old, Some(key.kid())))).await;
+            assert_eq!((status, body["code"].as_str()), (401, Some("token_expired")), "{lib} {name}");
 
             // Payload swapped after signing.
             let parts: Vec<&str> = token.split('.').collect();
@@ -75,11 +52,7 @@ async fn pyjwt_and_jose_tokens_verify() {
                 claims(ISS, "admin").to_string(),
             );
             let tampered = format!("{}.{}.{}", parts[0], evil, parts[2]);
-            assert_eq!(
-                get(&gh, "/app", Some(&tampered)).await.0,
-                401,
-                "{lib} {name} tampered"
-            );
+            assert_eq!(get(&gh, "/app", Some(&tampered)).await.0, 401, "{lib} {name} tampered");
         }
     }
 }
@@ -121,21 +94,9 @@ print(claims["sub"])
             .spawn()
             .expect("python3");
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{alg:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "from-gatehouse"
-        );
+        assert!(out.status.success(), "{alg:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-gatehouse");
     }
 }

@@ -16,11 +16,7 @@ const ISS: &str = "https://idp.test";
 async fn setup(keys: &[&TestKey], algs: &[&str]) -> (Upstream, JwksServer, Gatehouse) {
     let upstream = Upstream::start().await;
     let jwks_server = JwksServer::start(jwks(keys)).await;
-    let gh = Gatehouse::start(&config(
-        &upstream,
-        &issuer_block(ISS, &jwks_server.url(), algs),
-    ))
-    .await;
+    let gh = Gatehouse::start(&config(&upstream, &issuer_block(ISS, &jwks_server.url(), algs))).await;
     gh.wait_ready().await;
     (upstream, jwks_server, gh)
 }
@@ -61,8 +57,7 @@ async fn hmac_algorithms_from_a_secret_file() {
             secret_path.display()
         );
         let gh = Gatehouse::start(&config(&upstream, &extra)).await;
-        let key =
-            jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef-shared");
+        let key = jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef-shared");
         let header = jsonwebtoken::Header::new(alg.parse().unwrap());
         let token = jsonwebtoken::encode(&header, &claims(ISS, "svc"), &key).unwrap();
         let (status, _, _) = get(&gh, "/x", Some(&token)).await;
@@ -73,11 +68,7 @@ async fn hmac_algorithms_from_a_secret_file() {
             &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-xx!"),
         )
         .unwrap();
-        assert_eq!(
-            get(&gh, "/x", Some(&wrong)).await.0,
-            401,
-            "{alg} wrong secret"
-        );
+        assert_eq!(get(&gh, "/x", Some(&wrong)).await.0, 401, "{alg} wrong secret");
     }
 }
 
@@ -93,20 +84,12 @@ async fn alg_none_and_algorithm_confusion_are_refused() {
         let (status, headers, err) = get(&gh, "/x", Some(&token)).await;
         assert_eq!(status, 401, "alg {alg}");
         assert_eq!(err["code"], "invalid_token");
-        assert!(
-            headers["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains(r#"error="invalid_token""#)
-        );
+        assert!(headers["www-authenticate"].to_str().unwrap().contains(r#"error="invalid_token""#));
     }
 
     // HS256 signed with the RSA public key's bytes: the classic confusion attack.
     let jwk = key.jwk();
-    for secret in [
-        jwk["n"].as_str().unwrap().as_bytes().to_vec(),
-        jwk.to_string().into_bytes(),
-    ] {
+    for secret in [jwk["n"].as_str().unwrap().as_bytes().to_vec(), jwk.to_string().into_bytes()] {
         let header = B64.encode(json!({"alg": "HS256", "kid": key.kid()}).to_string());
         let message = format!("{header}.{body}");
         let tag = aws_lc_rs::hmac::sign(
@@ -170,18 +153,10 @@ async fn claims_are_checked() {
         (json!({"iss": null}), 401, "invalid_token"),
         (json!({"sub": null}), 401, "invalid_token"),
         (json!({"sub": ""}), 401, "invalid_token"),
-        (
-            json!({"sub": "alice\r\nX-Auth-Role: admin"}),
-            401,
-            "invalid_token",
-        ),
+        (json!({"sub": "alice\r\nX-Auth-Role: admin"}), 401, "invalid_token"),
         (json!({"sub": "a\u{0}b"}), 401, "invalid_token"),
         (json!({"email": "a@x.io\nX-Evil: 1"}), 401, "invalid_token"),
-        (
-            json!({"permissions": ["read", "admin,root"]}),
-            401,
-            "invalid_token",
-        ),
+        (json!({"permissions": ["read", "admin,root"]}), 401, "invalid_token"),
         (json!({"tenant": "t1\r\n"}), 401, "invalid_token"),
         (json!({"exp": 1e300}), 200, ""),
     ];
@@ -223,8 +198,7 @@ async fn permissions_roles_and_claim_headers() {
     assert_eq!(body["error"], "forbidden");
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(
-        challenge.contains(r#"error="insufficient_scope""#)
-            && challenge.contains(r#"scope="admin""#),
+        challenge.contains(r#"error="insufficient_scope""#) && challenge.contains(r#"scope="admin""#),
         "{challenge}"
     );
     assert_eq!(get(&gh, "/ops/x", Some(&key.sign(&c))).await.0, 403);
@@ -256,18 +230,12 @@ async fn rotated_key_is_fetched_once_and_random_kids_are_throttled() {
     let old = TestKey::generate(Algorithm::ES256);
     let (_u, j, gh) = setup(&[&old], &["ES256"]).await;
     assert_eq!(j.hits(), 1);
-    assert_eq!(
-        get(&gh, "/x", Some(&old.sign(&claims(ISS, "a")))).await.0,
-        200
-    );
+    assert_eq!(get(&gh, "/x", Some(&old.sign(&claims(ISS, "a")))).await.0, 200);
 
     // The IdP rotates: a token with the new kid triggers one fetch and is accepted.
     let new = TestKey::generate(Algorithm::ES256);
     j.set(200, jwks(&[&old, &new]).to_string());
-    assert_eq!(
-        get(&gh, "/x", Some(&new.sign(&claims(ISS, "b")))).await.0,
-        200
-    );
+    assert_eq!(get(&gh, "/x", Some(&new.sign(&claims(ISS, "b")))).await.0, 200);
     assert_eq!(j.hits(), 2);
 
     // A flood of random kids, concurrently, right after: no fetch (inside the cool-down).
@@ -278,24 +246,13 @@ async fn rotated_key_is_fetched_once_and_random_kids_are_throttled() {
         let token = format!("{header}.{body}.{}", B64.encode([1u8; 64]));
         let url = gh.url("/x");
         tasks.push(tokio::spawn(async move {
-            client()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            client().get(url).bearer_auth(token).send().await.unwrap().status().as_u16()
         }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 401);
     }
-    assert_eq!(
-        j.hits(),
-        2,
-        "random kids inside the cool-down made no fetch"
-    );
+    assert_eq!(j.hits(), 2, "random kids inside the cool-down made no fetch");
 }
 
 #[tokio::test]
@@ -303,10 +260,7 @@ async fn unknown_kid_flood_makes_one_fetch_per_cooldown() {
     let key = TestKey::generate(Algorithm::ES256);
     let upstream = Upstream::start().await;
     let j = JwksServer::start(jwks(&[&key])).await;
-    let extra = format!(
-        "[jwt]\njwks_refresh_cooldown = \"1s\"\n{}",
-        issuer_block(ISS, &j.url(), &["ES256"])
-    );
+    let extra = format!("[jwt]\njwks_refresh_cooldown = \"1s\"\n{}", issuer_block(ISS, &j.url(), &["ES256"]));
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;
     gh.wait_ready().await;
     let start_hits = j.hits();
@@ -318,19 +272,11 @@ async fn unknown_kid_flood_makes_one_fetch_per_cooldown() {
     while started.elapsed() < Duration::from_millis(2500) {
         let mut tasks = Vec::new();
         for i in 0..50 {
-            let header =
-                B64.encode(json!({"alg": "ES256", "kid": format!("r{rounds}-{i}")}).to_string());
+            let header = B64.encode(json!({"alg": "ES256", "kid": format!("r{rounds}-{i}")}).to_string());
             let token = format!("{header}.{body}.{}", B64.encode([1u8; 64]));
             let url = gh.url("/x");
             tasks.push(tokio::spawn(async move {
-                client()
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
+                client().get(url).bearer_auth(token).send().await.unwrap().status().as_u16()
             }));
         }
         for t in tasks {
@@ -339,10 +285,7 @@ async fn unknown_kid_flood_makes_one_fetch_per_cooldown() {
         rounds += 1;
     }
     let fetches = j.hits() - start_hits;
-    assert!(
-        (1..=3).contains(&fetches),
-        "{fetches} fetches for {rounds} rounds in 2.5 s with a 1 s cool-down"
-    );
+    assert!((1..=3).contains(&fetches), "{fetches} fetches for {rounds} rounds in 2.5 s with a 1 s cool-down");
 }
 
 #[tokio::test]
@@ -363,26 +306,16 @@ async fn stale_keys_keep_serving_while_the_jwks_endpoint_fails() {
     assert_eq!(get(&gh, "/x", Some(&t)).await.0, 200, "stale keys serve");
     j.set(200, "<html>garbage</html>");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        get(&gh, "/x", Some(&key.sign(&claims(ISS, "b")))).await.0,
-        200,
-        "garbage does not replace good keys"
-    );
+    assert_eq!(get(&gh, "/x", Some(&key.sign(&claims(ISS, "b")))).await.0, 200, "garbage does not replace good keys");
     assert_eq!(get(&gh, "/readyz", None).await.0, 200);
     // Past TTL + stale period the keys are gone: fail closed, and not ready.
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(
-        get(&gh, "/x", Some(&key.sign(&claims(ISS, "c")))).await.0,
-        401
-    );
+    assert_eq!(get(&gh, "/x", Some(&key.sign(&claims(ISS, "c")))).await.0, 401);
     assert_eq!(get(&gh, "/readyz", None).await.0, 503);
     // The endpoint recovers: so do we.
     j.set(200, jwks(&[&key]).to_string());
     gh.wait_ready().await;
-    assert_eq!(
-        get(&gh, "/x", Some(&key.sign(&claims(ISS, "d")))).await.0,
-        200
-    );
+    assert_eq!(get(&gh, "/x", Some(&key.sign(&claims(ISS, "d")))).await.0, 200);
 }
 
 #[tokio::test]
@@ -391,18 +324,12 @@ async fn cache_control_max_age_decides_the_refetch() {
     let upstream = Upstream::start().await;
     let j = JwksServer::start(jwks(&[&key])).await;
     j.set_cache_control(Some("public, max-age=1"));
-    let extra = format!(
-        "[jwt]\njwks_min_ttl = \"1s\"\n{}",
-        issuer_block(ISS, &j.url(), &["ES256"])
-    );
+    let extra = format!("[jwt]\njwks_min_ttl = \"1s\"\n{}", issuer_block(ISS, &j.url(), &["ES256"]));
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;
     gh.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
     let hits = j.hits();
-    assert!(
-        (3..=4).contains(&hits),
-        "max-age=1 over 2.6 s: {hits} fetches"
-    );
+    assert!((3..=4).contains(&hits), "max-age=1 over 2.6 s: {hits} fetches");
 
     j.set_cache_control(Some("max-age=3600"));
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -422,11 +349,7 @@ async fn readiness_waits_for_the_first_key_set() {
     let (status, _, body) = get(&gh, "/readyz", None).await;
     assert_eq!(status, 503);
     assert_eq!(body["code"], "not_ready");
-    assert_eq!(
-        get(&gh, "/healthz", None).await.0,
-        200,
-        "alive while not ready"
-    );
+    assert_eq!(get(&gh, "/healthz", None).await.0, 200, "alive while not ready");
     j.set(200, jwks(&[&key]).to_string());
     gh.wait_ready().await;
 }
@@ -437,16 +360,11 @@ async fn oidc_discovery_finds_the_jwks() {
     let upstream = Upstream::start().await;
     let j = JwksServer::start(jwks(&[&key])).await;
     let iss = j.base();
-    let extra = format!(
-        "[[issuers]]\nissuer = \"{iss}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\n"
-    );
+    let extra = format!("[[issuers]]\nissuer = \"{iss}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\n");
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;
     gh.wait_ready().await;
     assert_eq!(j.discovery_hits(), 1);
-    assert_eq!(
-        get(&gh, "/x", Some(&key.sign(&claims(&iss, "a")))).await.0,
-        200
-    );
+    assert_eq!(get(&gh, "/x", Some(&key.sign(&claims(&iss, "a")))).await.0, 200);
 }
 
 #[tokio::test]
@@ -463,22 +381,13 @@ async fn jwks_file_is_watched() {
     );
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;
     gh.wait_ready().await;
-    assert_eq!(
-        get(&gh, "/x", Some(&a.sign(&claims(ISS, "a")))).await.0,
-        200
-    );
-    assert_eq!(
-        get(&gh, "/x", Some(&b.sign(&claims(ISS, "b")))).await.0,
-        401
-    );
+    assert_eq!(get(&gh, "/x", Some(&a.sign(&claims(ISS, "a")))).await.0, 200);
+    assert_eq!(get(&gh, "/x", Some(&b.sign(&claims(ISS, "b")))).await.0, 401);
     // Rewrite with only b (mtime granularity: wait a little first).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     std::fs::write(&path, jwks(&[&b]).to_string()).unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        get(&gh, "/x", Some(&b.sign(&claims(ISS, "b2")))).await.0,
-        200
-    );
+    assert_eq!(get(&gh, "/x", Some(&b.sign(&claims(ISS, "b2")))).await.0, 200);
     assert_eq!(
         get(&gh, "/x", Some(&a.sign(&claims(ISS, "a2")))).await.0,
         401,
@@ -491,10 +400,7 @@ async fn tokens_without_kid_try_the_issuers_keys() {
     let a = TestKey::generate(Algorithm::ES256);
     let b = TestKey::generate(Algorithm::ES256);
     let (_u, _j, gh) = setup(&[&a, &b], &["ES256"]).await;
-    let token = b.sign_with_header(
-        &json!({"alg": "ES256", "typ": "JWT"}),
-        &claims(ISS, "nokid"),
-    );
+    let token = b.sign_with_header(&json!({"alg": "ES256", "typ": "JWT"}), &claims(ISS, "nokid"));
     assert_eq!(get(&gh, "/x", Some(&token)).await.0, 200);
 }
 
@@ -514,16 +420,10 @@ async fn own_tokens_are_verified_through_the_same_path() {
     let (status, _, jwks_doc) = get(&gh, "/.well-known/jwks.json", None).await;
     assert_eq!(status, 200);
     assert_eq!(jwks_doc["keys"][0]["kid"], key.kid());
-    assert!(
-        jwks_doc["keys"][0].get("d").is_none(),
-        "never the private part"
-    );
+    assert!(jwks_doc["keys"][0].get("d").is_none(), "never the private part");
     let (_, _, oidc) = get(&gh, "/.well-known/openid-configuration", None).await;
     assert_eq!(oidc["issuer"], "https://gatehouse.test");
-    assert_eq!(
-        oidc["jwks_uri"],
-        "https://gatehouse.test/.well-known/jwks.json"
-    );
+    assert_eq!(oidc["jwks_uri"], "https://gatehouse.test/.well-known/jwks.json");
 }
 
 #[tokio::test]
@@ -551,11 +451,7 @@ async fn malformed_tokens_are_401_and_the_server_keeps_serving() {
     ];
     for token in &bad_tokens {
         let (status, headers, body) = get(&gh, "/x", Some(token)).await;
-        assert!(
-            status == 401 || status == 431 || status == 400,
-            "{status} for {}",
-            &token[..token.len().min(40)]
-        );
+        assert!(status == 401 || status == 431 || status == 400, "{status} for {}", &token[..token.len().min(40)]);
         if status == 401 {
             assert_eq!(body["error"], "unauthorized");
             assert!(headers.contains_key("www-authenticate"));
@@ -564,20 +460,12 @@ async fn malformed_tokens_are_401_and_the_server_keeps_serving() {
     }
     // Wrong schemes and encodings in the Authorization header itself.
     for value in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Token abc"] {
-        let r = client()
-            .get(gh.url("/x"))
-            .header("authorization", value)
-            .send()
-            .await
-            .unwrap();
+        let r = client().get(gh.url("/x")).header("authorization", value).send().await.unwrap();
         assert_eq!(r.status(), 401, "{value}");
     }
     let r = client()
         .get(gh.url("/x"))
-        .header(
-            "authorization",
-            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
-        )
+        .header("authorization", reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap())
         .send()
         .await
         .unwrap();
@@ -600,10 +488,7 @@ async fn repeated_token_hits_the_cache_but_expiry_still_wins() {
     let key = TestKey::generate(Algorithm::ES256);
     let upstream = Upstream::start().await;
     let j = JwksServer::start(jwks(&[&key])).await;
-    let extra = format!(
-        "[jwt]\nleeway = \"0s\"\n{}",
-        issuer_block(ISS, &j.url(), &["ES256"])
-    );
+    let extra = format!("[jwt]\nleeway = \"0s\"\n{}", issuer_block(ISS, &j.url(), &["ES256"]));
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;
     gh.wait_ready().await;
     let mut c = claims(ISS, "short");

@@ -52,10 +52,7 @@ struct Seen {
 
 impl Seen {
     fn values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.iter().map(String::as_str).collect())
-            .unwrap_or_default()
+        self.headers.get(name).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()
     }
 
     /// The header's single value; fails if it is missing or repeated.
@@ -89,20 +86,13 @@ impl App {
     /// The one request received since the last call.
     fn take_one(&self) -> Seen {
         let mut seen = self.take();
-        assert_eq!(
-            seen.len(),
-            1,
-            "the app should have got one request: {seen:#?}"
-        );
+        assert_eq!(seen.len(), 1, "the app should have got one request: {seen:#?}");
         seen.pop().unwrap()
     }
 
     fn assert_untouched(&self, what: &str) {
         let seen = self.take();
-        assert!(
-            seen.is_empty(),
-            "{what}: the app must not be reached, got {seen:#?}"
-        );
+        assert!(seen.is_empty(), "{what}: the app must not be reached, got {seen:#?}");
     }
 }
 
@@ -133,11 +123,7 @@ async fn start_app() -> (App, SocketAddr) {
 
 async fn echo(app: App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &parts.headers {
         headers
@@ -145,18 +131,11 @@ async fn echo(app: App, req: Request<Incoming>) -> Response<Full<Bytes>> {
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
-    let seen = Seen {
-        method: parts.method.to_string(),
-        uri: parts.uri.to_string(),
-        headers,
-        body: body.to_vec(),
-    };
-    let json =
-        json!({"app": true, "method": seen.method, "uri": seen.uri, "headers": seen.headers});
+    let seen = Seen { method: parts.method.to_string(), uri: parts.uri.to_string(), headers, body: body.to_vec() };
+    let json = json!({"app": true, "method": seen.method, "uri": seen.uri, "headers": seen.headers});
     app.seen.lock().unwrap().push(seen);
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
-    resp.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
     resp
 }
 
@@ -191,9 +170,8 @@ impl Nginx {
 }
 
 fn nginx_binary() -> PathBuf {
-    let bin = std::env::var_os("GATEHOUSE_TEST_NGINX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX));
+    let bin =
+        std::env::var_os("GATEHOUSE_TEST_NGINX").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX));
     assert!(
         bin.is_file(),
         "this test needs a real nginx with the auth_request module at {} \
@@ -221,11 +199,7 @@ fn nginx_conf(port: u16, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> 
     }
     let d = dir.display();
     let mut conf = EXAMPLE.to_string();
-    conf = swap(
-        conf,
-        "server 127.0.0.1:8080;",
-        &format!("server {gatehouse};"),
-    );
+    conf = swap(conf, "server 127.0.0.1:8080;", &format!("server {gatehouse};"));
     conf = swap(conf, "server 127.0.0.1:3000;", &format!("server {app};"));
     conf = swap(conf, "listen 80;", &format!("listen 127.0.0.1:{port};"));
     conf = swap(conf, "worker_processes auto;", "worker_processes 1;");
@@ -250,10 +224,8 @@ async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
     std::fs::write(&conf_path, nginx_conf(port, gatehouse, app, dir)).unwrap();
     // One process, no workers: nothing switches to another user (so running as root needs no
     // `user` line), nothing outlives the kill in Drop, and the config is still the example's.
-    let globals = format!(
-        "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log info;",
-        d = dir.display()
-    );
+    let globals =
+        format!("daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log info;", d = dir.display());
     let args = |extra: &[&str]| {
         let mut cmd = Command::new(bin);
         cmd.arg("-p")
@@ -277,17 +249,9 @@ async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let child = args(&[])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    let mut nginx = Nginx {
-        child,
-        dir: dir.to_path_buf(),
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
+    let child =
+        args(&[]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("nginx starts");
+    let mut nginx = Nginx { child, dir: dir.to_path_buf(), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = nginx.child.try_wait().unwrap() {
@@ -296,12 +260,7 @@ async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
         if tokio::net::TcpStream::connect(nginx.addr).await.is_ok() {
             return nginx;
         }
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {} within 10s:\n{}",
-            nginx.addr,
-            nginx.error_log()
-        );
+        assert!(Instant::now() < deadline, "nginx did not listen on {} within 10s:\n{}", nginx.addr, nginx.error_log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -360,10 +319,7 @@ auth = "required"
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 struct Tokens {
@@ -413,46 +369,18 @@ fn bearer(token: &str) -> String {
 }
 
 /// A denial: status, exactly one WWW-Authenticate, and the JSON error shape.
-async fn assert_denied(
-    resp: reqwest::Response,
-    status: StatusCode,
-    code: &str,
-    challenge: &[&str],
-) {
+async fn assert_denied(resp: reqwest::Response, status: StatusCode, code: &str, challenge: &[&str]) {
     assert_eq!(resp.status(), status, "{resp:?}");
-    let challenges: Vec<String> = resp
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        challenges.len(),
-        1,
-        "exactly one WWW-Authenticate on a {status}: {challenges:?}"
-    );
+    let challenges: Vec<String> =
+        resp.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(challenges.len(), 1, "exactly one WWW-Authenticate on a {status}: {challenges:?}");
     assert!(challenges[0].starts_with("Bearer "), "{challenges:?}");
     for part in challenge {
-        assert!(
-            challenges[0].contains(part),
-            "WWW-Authenticate should contain {part}: {challenges:?}"
-        );
+        assert!(challenges[0].contains(part), "WWW-Authenticate should contain {part}: {challenges:?}");
     }
-    assert_eq!(
-        resp.headers()["content-type"],
-        "application/json",
-        "{resp:?}"
-    );
+    assert_eq!(resp.headers()["content-type"], "application/json", "{resp:?}");
     let body: Value = resp.json().await.expect("a JSON error body");
-    assert_eq!(
-        body["error"],
-        if status == StatusCode::UNAUTHORIZED {
-            "unauthorized"
-        } else {
-            "forbidden"
-        },
-        "{body}"
-    );
+    assert_eq!(body["error"], if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" }, "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert!(body["message"].is_string(), "{body}");
 }
@@ -467,16 +395,10 @@ async fn raw_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u
     req.push_str("\r\n");
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut resp = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut resp))
-        .await
-        .expect("nginx answers")
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut resp)).await.expect("nginx answers").unwrap();
     let resp = String::from_utf8_lossy(&resp).into_owned();
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {resp}"));
+    let status =
+        resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an HTTP response: {resp}"));
     (status, resp)
 }
 
@@ -495,24 +417,16 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gatehouse_addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gatehouse = tokio::spawn(gatehouse::run(
-        listener,
-        gatehouse_config(app_addr, dir),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let gatehouse = tokio::spawn(gatehouse::run(listener, gatehouse_config(app_addr, dir), async move {
+        let _ = stopped.await;
+    }));
 
     let nginx = start_nginx(&nginx_bin, gatehouse_addr, app_addr, dir).await;
     let http = client();
 
     // (a) A valid token: the app answers, and sees exactly Gatehouse's verified identity.
-    let resp = http
-        .get(nginx.url("/api/items?page=2"))
-        .header("authorization", bearer(&tokens.alice))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.get(nginx.url("/api/items?page=2")).header("authorization", bearer(&tokens.alice)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["app"], true, "the answer comes from the app: {body}");
@@ -524,26 +438,15 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     assert_eq!(seen.one("x-auth-permissions"), "read");
     assert_eq!(seen.one("x-auth-team-id"), "team-1");
     assert_eq!(seen.one("x-auth-method"), "jwt");
-    assert!(
-        seen.values("x-auth-role").is_empty(),
-        "alice has no role, so no X-Auth-Role: {seen:#?}"
-    );
-    assert!(
-        seen.values("authorization").is_empty(),
-        "the example config does not pass the bearer token on: {seen:#?}"
-    );
+    assert!(seen.values("x-auth-role").is_empty(), "alice has no role, so no X-Auth-Role: {seen:#?}");
+    assert!(seen.values("authorization").is_empty(), "the example config does not pass the bearer token on: {seen:#?}");
     assert!(
         seen.values("x-original-uri").is_empty() && seen.values("x-original-method").is_empty(),
         "the verify subrequest's headers stay on the subrequest: {seen:#?}"
     );
 
     // A role and several permissions come through too.
-    let resp = http
-        .get(nginx.url("/admin/users"))
-        .header("authorization", bearer(&tokens.carol))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(nginx.url("/admin/users")).header("authorization", bearer(&tokens.carol)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = app.take_one();
     assert_eq!(seen.one("x-auth-user-id"), "carol");
@@ -553,43 +456,18 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
 
     // (b) No token: 401 in Gatehouse's error shape, with its challenge, and no app call.
     let resp = http.get(nginx.url("/api/items")).send().await.unwrap();
-    assert_denied(
-        resp,
-        StatusCode::UNAUTHORIZED,
-        "missing_credentials",
-        &[r#"realm="gatehouse""#],
-    )
-    .await;
+    assert_denied(resp, StatusCode::UNAUTHORIZED, "missing_credentials", &[r#"realm="gatehouse""#]).await;
     app.assert_untouched("no token");
 
     // A bad or expired token: 401 invalid_token.
-    for (what, token) in [
-        ("garbage", "not-a-jwt"),
-        ("expired", tokens.expired.as_str()),
-    ] {
-        let resp = http
-            .get(nginx.url("/api/items"))
-            .header("authorization", bearer(token))
-            .send()
-            .await
-            .unwrap();
-        assert_denied(
-            resp,
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            &[r#"error="invalid_token""#],
-        )
-        .await;
+    for (what, token) in [("garbage", "not-a-jwt"), ("expired", tokens.expired.as_str())] {
+        let resp = http.get(nginx.url("/api/items")).header("authorization", bearer(token)).send().await.unwrap();
+        assert_denied(resp, StatusCode::UNAUTHORIZED, "invalid_token", &[r#"error="invalid_token""#]).await;
         app.assert_untouched(what);
     }
 
     // (c) A valid token without the route's permission: 403, with the missing scope.
-    let resp = http
-        .get(nginx.url("/admin/users"))
-        .header("authorization", bearer(&tokens.alice))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(nginx.url("/admin/users")).header("authorization", bearer(&tokens.alice)).send().await.unwrap();
     assert_denied(
         resp,
         StatusCode::FORBIDDEN,
@@ -618,11 +496,8 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
         }
         req
     };
-    let resp = spoof(http.get(nginx.url("/api/items")))
-        .header("authorization", bearer(&tokens.alice))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        spoof(http.get(nginx.url("/api/items"))).header("authorization", bearer(&tokens.alice)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = app.take_one();
     assert_eq!(seen.one("x-auth-user-id"), "alice");
@@ -638,12 +513,7 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     let (status, resp) = raw_get(
         nginx.addr,
         "/api/items",
-        &[
-            ("Authorization", &alice),
-            ("X-AUTH-USER-ID", "admin"),
-            ("x-Auth-user-ID", "root"),
-            ("X-Auth-ROLE", "admin"),
-        ],
+        &[("Authorization", &alice), ("X-AUTH-USER-ID", "admin"), ("x-Auth-user-ID", "root"), ("X-Auth-ROLE", "admin")],
     )
     .await;
     assert_eq!(status, 200, "{resp}");
@@ -665,36 +535,21 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     }
 
     // ... and they do not talk anyone into a protected route.
-    let resp = spoof(http.get(nginx.url("/admin/users")))
-        .send()
-        .await
-        .unwrap();
+    let resp = spoof(http.get(nginx.url("/admin/users"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     app.assert_untouched("spoofed headers, no token");
 
     // (e) Public routes need no token; a broken token there is ignored, not trusted.
-    let resp = http
-        .get(nginx.url("/public/index.html"))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(nginx.url("/public/index.html")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(app.take_one().identity_headers().is_empty());
-    let resp = http
-        .get(nginx.url("/public/index.html"))
-        .header("authorization", "Bearer not-a-jwt")
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.get(nginx.url("/public/index.html")).header("authorization", "Bearer not-a-jwt").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(app.take_one().identity_headers().is_empty());
     // A valid token on a public route still identifies its holder.
-    let resp = http
-        .get(nginx.url("/public/index.html"))
-        .header("authorization", bearer(&tokens.alice))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.get(nginx.url("/public/index.html")).header("authorization", bearer(&tokens.alice)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(app.take_one().one("x-auth-user-id"), "alice");
 
@@ -702,17 +557,8 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     let resp = http.get(nginx.url("/docs/readme")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(app.take_one().method, "GET");
-    let resp = http
-        .post(nginx.url("/docs/readme"))
-        .body("new text")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::UNAUTHORIZED,
-        "POST /docs/ needs a token"
-    );
+    let resp = http.post(nginx.url("/docs/readme")).body("new text").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "POST /docs/ needs a token");
     app.assert_untouched("anonymous POST");
     let resp = http
         .post(nginx.url("/docs/readme"))
@@ -721,11 +567,7 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::FORBIDDEN,
-        "POST /docs/ needs `write`"
-    );
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "POST /docs/ needs `write`");
     app.assert_untouched("POST without write");
     let resp = http
         .post(nginx.url("/docs/readme?v=2"))
@@ -780,27 +622,14 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     app.assert_untouched("//admin//users");
 
     // The verify location is internal: clients cannot call it to probe or bypass anything.
-    let resp = http
-        .get(nginx.url("/_gatehouse_verify"))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(nginx.url("/_gatehouse_verify")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     // (g) Gatehouse gone: nginx fails closed, even for public routes.
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), gatehouse)
-        .await
-        .expect("Gatehouse drains")
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), gatehouse).await.expect("Gatehouse drains").unwrap().unwrap();
     for path in ["/api/items", "/public/page"] {
-        let resp = http
-            .get(nginx.url(path))
-            .header("authorization", bearer(&tokens.alice))
-            .send()
-            .await
-            .unwrap();
+        let resp = http.get(nginx.url(path)).header("authorization", bearer(&tokens.alice)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
         app.assert_untouched("Gatehouse down");
     }

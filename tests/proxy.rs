@@ -23,21 +23,10 @@ async fn env_with(extra: &str) -> Env {
     let key = TestKey::generate(Algorithm::ES256);
     let upstream = Upstream::start().await;
     let jwks_server = JwksServer::start(jwks(&[&key])).await;
-    let text = config(
-        &upstream,
-        &format!(
-            "{extra}\n{}",
-            issuer_block(ISS, &jwks_server.url(), &["ES256"])
-        ),
-    );
+    let text = config(&upstream, &format!("{extra}\n{}", issuer_block(ISS, &jwks_server.url(), &["ES256"])));
     let gh = Gatehouse::start(&text).await;
     gh.wait_ready().await;
-    Env {
-        upstream,
-        _jwks: jwks_server,
-        key,
-        gh,
-    }
+    Env { upstream, _jwks: jwks_server, key, gh }
 }
 
 async fn env() -> Env {
@@ -62,12 +51,7 @@ async fn public_and_protected_routes() {
     assert_eq!(status, 401);
     assert_eq!(body["error"], "unauthorized");
     assert_eq!(body["code"], "missing_credentials");
-    assert!(
-        headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer")
-    );
+    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
     assert_eq!(
         e.upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
         1,
@@ -100,10 +84,7 @@ async fn client_identity_headers_never_reach_the_upstream() {
         ("X_AUTH_ROLE", "admin"),
         ("X_AUTH_ROLE", "admin"),
     ];
-    for (path, token) in [
-        ("/public/x", None),
-        ("/app", Some(token(&e, "alice", &["read"]))),
-    ] {
+    for (path, token) in [("/public/x", None), ("/app", Some(token(&e, "alice", &["read"])))] {
         let mut req = client().get(e.gh.url(path));
         for (k, v) in spoof {
             req = req.header(k, v);
@@ -128,24 +109,12 @@ async fn client_identity_headers_never_reach_the_upstream() {
             "x_auth_user_id",
             "x_auth_role",
         ] {
-            assert!(
-                seen(&echo, name).is_empty(),
-                "{name} on {path}: {:?}",
-                seen(&echo, name)
-            );
+            assert!(seen(&echo, name).is_empty(), "{name} on {path}: {:?}", seen(&echo, name));
         }
-        assert!(
-            seen(&echo, "authorization").is_empty(),
-            "Authorization is not forwarded by default"
-        );
+        assert!(seen(&echo, "authorization").is_empty(), "Authorization is not forwarded by default");
     }
     // Denied requests too: nothing reaches the upstream at all.
-    let r = client()
-        .get(e.gh.url("/app"))
-        .header("X-Auth-User-Id", "admin")
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(e.gh.url("/app")).header("X-Auth-User-Id", "admin").send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -176,33 +145,16 @@ async fn hop_by_hop_and_forwarding_headers() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "req-123");
-    assert!(
-        !resp.headers().contains_key("x-upstream-private"),
-        "response hop-by-hop header named in Connection"
-    );
+    assert!(!resp.headers().contains_key("x-upstream-private"), "response hop-by-hop header named in Connection");
     let echo: serde_json::Value = resp.json().await.unwrap();
-    for name in [
-        "x-private-hop",
-        "keep-alive",
-        "proxy-authorization",
-        "te",
-        "forwarded",
-    ] {
+    for name in ["x-private-hop", "keep-alive", "proxy-authorization", "te", "forwarded"] {
         assert!(seen(&echo, name).is_empty(), "{name} forwarded");
     }
-    assert_eq!(
-        seen(&echo, "x-forwarded-for"),
-        ["127.0.0.1"],
-        "untrusted peer's XFF is replaced"
-    );
+    assert_eq!(seen(&echo, "x-forwarded-for"), ["127.0.0.1"], "untrusted peer's XFF is replaced");
     assert_eq!(seen(&echo, "x-forwarded-proto"), ["http"]);
     assert_eq!(seen(&echo, "x-forwarded-host"), [e.gh.addr.to_string()]);
     assert_eq!(seen(&echo, "x-request-id"), ["req-123"]);
-    assert_eq!(
-        seen(&echo, "host"),
-        [e.gh.addr.to_string()],
-        "original Host is kept"
-    );
+    assert_eq!(seen(&echo, "host"), [e.gh.addr.to_string()], "original Host is kept");
 }
 
 #[tokio::test]
@@ -228,19 +180,11 @@ async fn trusted_proxies_extend_the_forwarding_chain() {
 async fn bodies_stream_both_ways() {
     let e = env().await;
     // Response: chunks arrive as the upstream sends them, not all at the end.
-    let mut resp = client()
-        .get(e.gh.url("/stream/6"))
-        .bearer_auth(token(&e, "a", &[]))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = client().get(e.gh.url("/stream/6")).bearer_auth(token(&e, "a", &[])).send().await.unwrap();
     let started = std::time::Instant::now();
     let first = resp.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"chunk0"));
-    assert!(
-        started.elapsed() < Duration::from_millis(200),
-        "first chunk was held back"
-    );
+    assert!(started.elapsed() < Duration::from_millis(200), "first chunk was held back");
     let mut rest = Vec::new();
     while let Some(c) = resp.chunk().await.unwrap() {
         rest.extend_from_slice(&c);
@@ -248,15 +192,8 @@ async fn bodies_stream_both_ways() {
     assert!(String::from_utf8_lossy(&rest).contains("chunk5"));
 
     // Request: a 20 MB upload arrives whole.
-    let echo: serde_json::Value = client()
-        .post(e.gh.url("/public/upload"))
-        .body(vec![7u8; 20 << 20])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: serde_json::Value =
+        client().post(e.gh.url("/public/upload")).body(vec![7u8; 20 << 20]).send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["body_len"], 20 << 20);
     assert_eq!(echo["method"], "POST");
 }
@@ -277,18 +214,13 @@ async fn websocket_upgrade_is_spliced() {
     assert!(head.to_ascii_lowercase().contains("upgrade: websocket"));
     stream.write_all(b"ping through the tunnel").await.unwrap();
     let mut echoed = vec![0u8; 23];
-    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut echoed)).await.unwrap().unwrap();
     assert_eq!(&echoed, b"ping through the tunnel");
 
     // Without a credential the upgrade is refused before reaching the upstream.
     let mut stream = tokio::net::TcpStream::connect(e.gh.addr).await.unwrap();
     stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .unwrap();
     let n = stream.read(&mut buf).await.unwrap();
@@ -315,29 +247,15 @@ async fn upstream_failures_are_502_and_504() {
     assert_eq!(status, 502);
     assert_eq!(body["code"], "upstream_unavailable");
     // Upstream statuses pass through untouched.
-    assert_eq!(
-        get(&e.gh, "/status/503", Some(&token(&e, "a", &[])))
-            .await
-            .0,
-        503
-    );
+    assert_eq!(get(&e.gh, "/status/503", Some(&token(&e, "a", &[]))).await.0, 503);
 }
 
 #[tokio::test]
 async fn http2_cleartext_and_tls_with_alpn() {
     // h2c with prior knowledge.
     let e = env().await;
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let resp = h2
-        .get(e.gh.url("/app"))
-        .bearer_auth(token(&e, "h2", &[]))
-        .send()
-        .await
-        .unwrap();
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let resp = h2.get(e.gh.url("/app")).bearer_auth(token(&e, "h2", &[])).send().await.unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let echo: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(seen(&echo, "x-auth-user-id"), ["h2"]);
@@ -358,10 +276,7 @@ async fn http2_cleartext_and_tls_with_alpn() {
     let gh = Gatehouse::start(&text).await;
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     for http1 in [false, true] {
-        let mut b = reqwest::Client::builder()
-            .no_proxy()
-            .tls_certs_only([root.clone()])
-            .resolve("localhost", gh.addr);
+        let mut b = reqwest::Client::builder().no_proxy().tls_certs_only([root.clone()]).resolve("localhost", gh.addr);
         if http1 {
             b = b.http1_only();
         }
@@ -378,14 +293,7 @@ async fn http2_cleartext_and_tls_with_alpn() {
             }
         }
         let resp = resp.expect("TLS request succeeds");
-        assert_eq!(
-            resp.version(),
-            if http1 {
-                reqwest::Version::HTTP_11
-            } else {
-                reqwest::Version::HTTP_2
-            }
-        );
+        assert_eq!(resp.version(), if http1 { reqwest::Version::HTTP_11 } else { reqwest::Version::HTTP_2 });
         let echo: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(seen(&echo, "x-forwarded-proto"), ["https"]);
     }
@@ -399,8 +307,7 @@ async fn garbage_requests_get_4xx_and_the_server_keeps_serving() {
         b"GARBAGE\r\n\r\n".to_vec(),
         b"GET /public/%zz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Auth-User-Id: a\r\nX-Auth-User-Id: b\r\n\r\n"
-            .to_vec(),
+        b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Auth-User-Id: a\r\nX-Auth-User-Id: b\r\n\r\n".to_vec(),
         {
             let mut r = b"GET /public/x HTTP/1.1\r\nHost: x\r\n".to_vec();
             for i in 0..500 {
@@ -421,33 +328,17 @@ async fn garbage_requests_get_4xx_and_the_server_keeps_serving() {
         let mut s = tokio::net::TcpStream::connect(e.gh.addr).await.unwrap();
         let _ = s.write_all(&raw).await;
         let mut buf = vec![0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap_or(0);
         let head = String::from_utf8_lossy(&buf[..n]);
         if n > 0 {
-            let status: u16 = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
             assert!(status == 200 || (400..500).contains(&status), "{head}");
         }
     }
     // (reqwest would normalise dot segments itself, so these go raw.)
-    for path in [
-        "/public/../admin/",
-        "/public/%2e%2e/admin/",
-        "/public/.%2E/admin/",
-        "/public/%2E./admin",
-    ] {
+    for path in ["/public/../admin/", "/public/%2e%2e/admin/", "/public/.%2E/admin/", "/public/%2E./admin"] {
         let mut s = tokio::net::TcpStream::connect(e.gh.addr).await.unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
@@ -466,14 +357,7 @@ async fn health_and_metrics() {
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     assert_eq!(get(&e.gh, "/readyz", None).await.0, 200);
     let _ = get(&e.gh, "/private", None).await;
-    let text = client()
-        .get(e.gh.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = client().get(e.gh.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("gatehouse_requests_total"), "{text}");
     assert!(text.contains(r#"code="missing_credentials""#));
     assert!(text.contains("gatehouse_jwks_ready"));
@@ -485,18 +369,10 @@ async fn health_and_metrics() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let e = env().await;
     let url = e.gh.url("/public/slow/700");
-    let in_flight =
-        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = e.gh.addr;
     e.gh.stop().await.unwrap();
-    assert_eq!(
-        in_flight.await.unwrap().unwrap(),
-        200,
-        "the in-flight request completed"
-    );
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no longer accepting"
-    );
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200, "the in-flight request completed");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }

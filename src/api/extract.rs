@@ -68,7 +68,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         // serde reports a missing field at its parent: take the name from the message.
         let field = match message.split('`').nth(1) {
             Some(name) if message.starts_with("missing field") => name.to_string(),
-            _ if path == "." => "body".to_string(),
+            _ if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" => "body".to_string(),
             _ => path,
         };
         let message = message.split(" at line ").next().unwrap_or(&message).to_string();

@@ -81,7 +81,9 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
     if checked.needs_rehash {
         // Imported bcrypt (or weaker argon2) hashes become argon2id on the first good login.
         match accounts.passwords.hash(&body.password).await {
-            Ok(hash) => store.set_password(&user.id, &hash, now, false).await.map_err(ApiError::from)?,
+            Ok(hash) => {
+                store.set_password(&user.id, &hash, now, None).await.map_err(ApiError::from)?;
+            }
             Err(_) => tracing::warn!(user = %user.id, "could not upgrade a password hash"),
         }
     }

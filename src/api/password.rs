@@ -51,14 +51,34 @@ async fn send_reset(app: &App, email: &str) -> Result<(), ApiError> {
         Some(base) => format!("{base}{}token={token}", if base.contains('?') { '&' } else { '?' }),
         None => token.clone(),
     };
-    // No mail transport is configured: hand the link to the operator's log (development).
-    tracing::warn!(
-        target: "gatehouse::mail",
-        to = %user.email,
-        "password reset for {}: {link} (no mail transport configured; this line is the delivery)",
-        user.id
+    let text = format!(
+        "To: {}\nSubject: Reset your password\n\nUse this link within {} minutes to choose a new password:\n{link}\n",
+        user.email,
+        ttl / 60
     );
-    Ok(())
+    deliver(app, &user.id, &text).await
+}
+
+/// Development delivery: a file in `accounts.mail_outbox`, else the log.
+async fn deliver(app: &App, user_id: &str, text: &str) -> Result<(), ApiError> {
+    match &app.config.accounts.mail_outbox {
+        Some(dir) => {
+            let path = dir.join(format!("{}-{}.eml", crate::auth::jwt::now_secs(), session::new_id()));
+            let write = async {
+                tokio::fs::create_dir_all(dir).await?;
+                tokio::fs::write(&path, text).await
+            };
+            write.await.map_err(|e| {
+                tracing::error!(error = %e, dir = %dir.display(), "cannot write to the mail outbox");
+                ApiError::Internal
+            })
+        }
+        None => {
+            // No mail transport configured: this log line is the delivery (development only).
+            tracing::warn!(target: "gatehouse::mail", user = %user_id, "undelivered message (set accounts.mail_outbox):\n{text}");
+            Ok(())
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -82,8 +102,8 @@ pub async fn reset(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<R
         .consume_reset(&session::digest_of(&body.token), now)
         .await?
         .ok_or(ApiError::InvalidResetToken)?;
-    accounts.store.set_password(&user_id, &hash, now, true).await?;
-    app.auth.revocations.apply(Revocation::User { user_id, after: now });
+    let ended = accounts.store.set_password(&user_id, &hash, now, Some(access_ttl(&app))).await?;
+    end_sessions(&app, user_id, ended, now);
     Ok(axum::Json(json!({"success": true, "message": "Password updated. Sign in with the new password."}))
         .into_response())
 }
@@ -107,8 +127,20 @@ pub async fn change(State(app): State<Arc<App>>, Caller(p): Caller, Json(body): 
     }
     let hash = accounts.passwords.hash(&body.new_password).await?;
     let now = crate::auth::jwt::now_secs() as i64;
-    accounts.store.set_password(&user.id, &hash, now, true).await?;
-    app.auth.revocations.apply(Revocation::User { user_id: user.id.clone(), after: now });
-    // Tokens issued in the same second as the cut-off would be void: start one second on.
-    Ok(axum::Json(session::start(&app, &user, now + 1).await?).into_response())
+    let ended = accounts.store.set_password(&user.id, &hash, now, Some(access_ttl(&app))).await?;
+    end_sessions(&app, user.id.clone(), ended, now);
+    Ok(axum::Json(session::start(&app, &user, now).await?).into_response())
+}
+
+fn access_ttl(app: &App) -> i64 {
+    app.config.tokens.as_ref().map(|t| t.access_ttl.as_secs() as i64).unwrap_or(0)
+}
+
+/// Applies a password change's revocations on this replica at once (others follow the store).
+fn end_sessions(app: &App, user_id: String, families: Vec<String>, now: i64) {
+    let until = now + access_ttl(app);
+    for family_id in families {
+        app.auth.revocations.apply(Revocation::Session { family_id, until });
+    }
+    app.auth.revocations.apply(Revocation::User { user_id, after: now });
 }

@@ -61,7 +61,7 @@ impl Revocations {
             return true;
         }
         match (sets.users.get(&p.subject), p.issued_at) {
-            (Some(&after), Some(iat)) => (iat as i64) <= after,
+            (Some(&after), Some(iat)) => (iat as i64) < after,
             (Some(_), None) => true,
             _ => false,
         }

@@ -55,6 +55,9 @@ pub struct AccountsConfig {
     pub reset_ttl: Duration,
     /// Base of the link in reset messages; the token is appended as `?token=...`.
     pub reset_url: Option<String>,
+    /// Development mail delivery: each message is written to a file in this directory.
+    /// Without it (and without SMTP) messages are written to the log.
+    pub mail_outbox: Option<PathBuf>,
     /// Password hashes computed at once (each holds ~19 MiB).
     pub hash_concurrency: usize,
     pub max_body_bytes: usize,
@@ -468,6 +471,7 @@ impl Validator {
             refresh_grace: self.duration("accounts.refresh_grace", &raw.refresh_grace, Duration::from_secs(10)),
             reset_ttl: self.duration("accounts.reset_ttl", &raw.reset_ttl, Duration::from_secs(900)),
             reset_url: raw.reset_url.clone(),
+            mail_outbox: raw.mail_outbox.as_deref().map(PathBuf::from),
             hash_concurrency: self.positive(
                 "accounts.hash_concurrency",
                 raw.hash_concurrency.or(Some(cores * 2)),

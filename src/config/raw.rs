@@ -168,6 +168,7 @@ pub struct RawAccounts {
     pub refresh_grace: Option<String>,
     pub reset_ttl: Option<String>,
     pub reset_url: Option<String>,
+    pub mail_outbox: Option<String>,
     pub hash_concurrency: Option<i64>,
     pub max_body_bytes: Option<i64>,
 }

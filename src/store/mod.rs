@@ -169,9 +169,10 @@ pub trait Store: Send + Sync + 'static {
     /// By normalised email or username.
     async fn user_by_login(&self, identifier: &str) -> Result<Option<User>>;
     async fn update_profile(&self, id: &str, update: &ProfileUpdate, now: i64) -> Result<User>;
-    /// Replaces the password hash; with `end_sessions`, every session and token of the user
-    /// issued until `now` stops working.
-    async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: bool) -> Result<()>;
+    /// Replaces the password hash. With `end_sessions: Some(access_ttl)`, every session of
+    /// the user and every token issued before `now` stops working; returns the sessions
+    /// (refresh families) it ended.
+    async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: Option<i64>) -> Result<Vec<String>>;
     async fn touch_login(&self, id: &str, now: i64) -> Result<()>;
 
     async fn insert_refresh(&self, token: &NewRefresh) -> Result<()>;

@@ -202,9 +202,10 @@ impl Store for SqlStore {
         user_from(&row)
     }
 
-    async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: bool) -> Result<()> {
+    async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: Option<i64>) -> Result<Vec<String>> {
+        let mut ended = Vec::new();
         let mut tx = self.pool.begin().await?;
-        if end_sessions {
+        if let Some(access_ttl) = end_sessions {
             sqlx::query(
                 "UPDATE users SET password_hash = $2, updated_at = $3, sessions_valid_after = $3 WHERE id = $1",
             )
@@ -213,6 +214,25 @@ impl Store for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // Each live session is revoked by id too, so its access tokens die whatever their
+            // `iat` (the user-wide cut-off below has one-second resolution).
+            let families =
+                sqlx::query("SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for row in families {
+                let family: String = row.try_get("family_id")?;
+                sqlx::query(
+                    "INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)",
+                )
+                .bind(now)
+                .bind(&family)
+                .bind(now + access_ttl)
+                .execute(&mut *tx)
+                .await?;
+                ended.push(family);
+            }
             sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
                 .bind(id)
                 .bind(now)
@@ -231,7 +251,7 @@ impl Store for SqlStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(ended)
     }
 
     async fn touch_login(&self, id: &str, now: i64) -> Result<()> {

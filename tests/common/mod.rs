@@ -28,10 +28,7 @@ fn full(b: impl Into<Bytes>) -> TestBody {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Serves `handler` on 127.0.0.1:0 (HTTP/1.1 and h2c, with upgrades) until the test ends.
@@ -104,19 +101,13 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
         tokio::spawn(async move {
             for i in 0..n {
-                if tx
-                    .send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n")))))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n"))))).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         return Response::new(StreamBody::new(stream).boxed());
     }
     if path == "/ws" && req.headers().contains_key("upgrade") {
@@ -131,35 +122,22 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
         });
         let mut r = Response::new(full(headers.to_string()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        r.headers_mut()
-            .insert("connection", "upgrade".parse().unwrap());
-        r.headers_mut()
-            .insert("upgrade", req.headers()["upgrade"].clone());
+        r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+        r.headers_mut().insert("upgrade", req.headers()["upgrade"].clone());
         return r;
     }
     let method = req.method().to_string();
-    let path_q = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let path_q = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let headers = headers_json(&req);
     let version = format!("{:?}", req.version());
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let echo = json!({"method": method, "path": path_q, "headers": headers, "body_len": body.len(), "version": version});
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let echo =
+        json!({"method": method, "path": path_q, "headers": headers, "body_len": body.len(), "version": version});
     let mut r = Response::new(full(echo.to_string()));
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
     // Hop-by-hop headers Gatehouse must not pass back to the client.
-    r.headers_mut()
-        .insert("connection", "x-upstream-private".parse().unwrap());
-    r.headers_mut()
-        .insert("x-upstream-private", "1".parse().unwrap());
+    r.headers_mut().insert("connection", "x-upstream-private".parse().unwrap());
+    r.headers_mut().insert("x-upstream-private", "1".parse().unwrap());
     r
 }
 
@@ -337,18 +315,9 @@ pub fn mint_external(lib: &str, key: &TestKey, claims: &Value, kid: Option<&str>
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program} (install it; CI does): {e}"));
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{lib} minting failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{lib} minting failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -363,8 +332,7 @@ pub struct Gatehouse {
 
 impl Gatehouse {
     pub async fn start(toml: &str) -> Gatehouse {
-        let config = gatehouse::Config::from_toml(toml, Vec::new())
-            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let config = gatehouse::Config::from_toml(toml, Vec::new()).unwrap_or_else(|e| panic!("test config: {e}"));
         Self::start_config(config).await
     }
 
@@ -375,11 +343,7 @@ impl Gatehouse {
         let task = tokio::spawn(gatehouse::run(listener, config, async {
             let _ = rx.await;
         }));
-        Gatehouse {
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+        Gatehouse { addr, shutdown: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -416,11 +380,7 @@ impl Drop for Gatehouse {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .build()
-        .unwrap()
+    reqwest::Client::builder().no_proxy().http1_only().build().unwrap()
 }
 
 /// A config in front of `upstream` trusting `issuers` (TOML snippets), with the usual routes.
@@ -463,11 +423,7 @@ pub fn issuer_block(issuer: &str, jwks_url: &str, algs: &[&str]) -> String {
 }
 
 /// GET `path` with a bearer token; returns status and parsed JSON body (or Null).
-pub async fn get(
-    gh: &Gatehouse,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, reqwest::header::HeaderMap, Value) {
+pub async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut req = client().get(gh.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -476,9 +432,81 @@ pub async fn get(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.bytes().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    (status, headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+// === stores ===
+
+/// Where an auth-API test keeps its accounts: a fresh SQLite file or a fresh Postgres
+/// database on 127.0.0.1:5432 (a run that cannot reach Postgres fails, never skips).
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestStore {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Backend {
+    pub async fn fresh(self) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match self {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin = std::env::var("GATEHOUSE_TEST_POSTGRES")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+                let mut conn = sqlx::postgres::PgConnection::connect(&format!("{admin}/postgres"))
+                    .await
+                    .unwrap_or_else(|e| panic!("Postgres at {admin} is required for these tests: {e}"));
+                let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+                format!("{admin}/{name}")
+            }
+        };
+        TestStore { url, dir }
+    }
+}
+
+/// An auth-API config: Gatehouse's own tokens, the given store, the usual routes.
+pub fn accounts_config(upstream: &Upstream, store: &TestStore, extra: &str) -> String {
+    let outbox = store.dir.path().join("outbox");
+    format!(
+        r#"
+[store]
+url = "{}"
+[tokens]
+issuer = "https://gatehouse.test"
+audience = "gatehouse"
+access_ttl = "5m"
+[accounts]
+mail_outbox = "{}"
+hash_concurrency = 8
+{extra}
+{}"#,
+        store.url,
+        outbox.display(),
+        config(upstream, "")
     )
+}
+
+/// POST JSON; returns status, headers and the JSON body (Null if none).
+pub async fn post(
+    gh: &Gatehouse,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client().post(gh.url(path)).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }

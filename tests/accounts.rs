@@ -1,0 +1,426 @@
+//! The auth API end to end, every test on SQLite and on Postgres: accounts, sessions,
+//! refresh rotation and reuse detection, logout, password reset, lockout, rate limits,
+//! audit, bad input, and persistence across restarts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gatehouse::store::{LoginOutcome, SqlStore, Store};
+use serde_json::{Value, json};
+
+/// Runs an async test body once per backend.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    register_login_and_profile,
+    bad_input_is_400_and_changes_nothing,
+    one_registration_per_email_under_concurrency,
+    refresh_rotates_and_reuse_revokes_the_family,
+    logout_revokes_token_and_session,
+    lockout_after_failed_logins,
+    login_is_rate_limited_per_ip,
+    password_reset_flow,
+    bcrypt_hashes_are_upgraded,
+    restart_keeps_users_and_revocations,
+);
+
+struct Env {
+    upstream: Upstream,
+    store: TestStore,
+    gh: Gatehouse,
+}
+
+async fn env(backend: Backend, extra: &str) -> Env {
+    let upstream = Upstream::start().await;
+    let store = backend.fresh().await;
+    let gh = Gatehouse::start(&accounts_config(&upstream, &store, extra)).await;
+    gh.wait_ready().await;
+    Env { upstream, store, gh }
+}
+
+const PW: &str = "correct horse battery";
+
+async fn register(gh: &Gatehouse, email: &str) -> Value {
+    let (status, _, body) =
+        post(gh, "/auth/register", &json!({"email": email, "password": PW, "name": "Test User"}), None).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+async fn register_login_and_profile(backend: Backend) {
+    let e = env(backend, "").await;
+    let body = register(&e.gh, "Alice@Example.com").await;
+    for field in ["access_token", "refresh_token", "expires_in", "user"] {
+        assert!(body.get(field).is_some(), "{field} in {body}");
+    }
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["user"]["email"], "Alice@Example.com");
+    assert!(body["user"].get("password_hash").is_none());
+    let user_id = body["user"]["id"].as_str().unwrap().to_string();
+
+    // The access token works on the proxy path, through the same verifier.
+    let access = body["access_token"].as_str().unwrap();
+    let (status, _, echo) = get(&e.gh, "/app", Some(access)).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen(&echo, "x-auth-user-id"), [user_id.clone()]);
+    assert_eq!(seen(&echo, "x-auth-email"), ["Alice@Example.com"]);
+    assert_eq!(seen(&echo, "x-auth-role"), ["user"]);
+
+    // Login by email, any case; then set a username and log in with it.
+    let (status, _, login) =
+        post(&e.gh, "/auth/login", &json!({"email": "alice@EXAMPLE.com", "password": PW}), None).await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["user"]["id"], user_id.as_str());
+    let access = login["access_token"].as_str().unwrap().to_string();
+    let patch = json!({"username": "alice_w", "phone": "+44 20 7946 0000", "skills": ["rust", "sql"], "experience_years": 7, "full_name": "Alice W"});
+    let resp = client().patch(e.gh.url("/auth/me")).bearer_auth(&access).json(&patch).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let me: Value = resp.json().await.unwrap();
+    assert_eq!(me["username"], "alice_w");
+    assert_eq!(me["name"], "Alice W");
+    assert_eq!(me["skills"], json!(["rust", "sql"]));
+    let (status, _, login) = post(&e.gh, "/auth/login", &json!({"username": "ALICE_W", "password": PW}), None).await;
+    assert_eq!(status, 200, "{login}");
+    let (status, _, me) = get(&e.gh, "/auth/me", Some(&access)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["phone"], "+44 20 7946 0000");
+    assert_eq!(me["experience_years"], 7);
+    assert!(me["last_login_at"].is_string());
+
+    // Email, role and permissions are not self-service.
+    let resp =
+        client().patch(e.gh.url("/auth/me")).bearer_auth(&access).json(&json!({"role": "admin"})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["code"], "validation_error");
+    assert_eq!(get(&e.gh, "/auth/me", None).await.0, 401);
+
+    // Wrong password and unknown account: the same answer.
+    let (s1, _, b1) =
+        post(&e.gh, "/auth/login", &json!({"email": "alice@example.com", "password": "nope nope"}), None).await;
+    let (s2, _, b2) =
+        post(&e.gh, "/auth/login", &json!({"email": "nobody@example.com", "password": "nope nope"}), None).await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(b1, b2);
+    assert_eq!(b1["code"], "invalid_credentials");
+
+    // Every attempt is audited with outcome and IP, never the password.
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    let attempts = store.login_attempts("alice@example.com").await.unwrap();
+    let outcomes: Vec<LoginOutcome> = attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, [LoginOutcome::Success, LoginOutcome::WrongPassword]);
+    assert!(attempts.iter().all(|a| a.client_ip == "127.0.0.1"));
+    assert_eq!(store.login_attempts("nobody@example.com").await.unwrap()[0].outcome, LoginOutcome::UnknownAccount);
+    let _ = e.upstream;
+}
+
+async fn bad_input_is_400_and_changes_nothing(backend: Backend) {
+    let e = env(backend, "").await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "body"),
+        (b"[]".to_vec(), "body"),
+        (br#"{"password": "correct horse battery"}"#.to_vec(), "email"),
+        (br#"{"email": "a@example.com"}"#.to_vec(), "password"),
+        (br#"{"email": 42, "password": "correct horse battery"}"#.to_vec(), "email"),
+        (br#"{"email": "not-an-email", "password": "correct horse battery"}"#.to_vec(), "email"),
+        (br#"{"email": "a@example.com", "password": "short"}"#.to_vec(), "password"),
+        (br#"{"email": "a@example.com", "password": "correct horse battery", "username": "a b"}"#.to_vec(), "username"),
+        (b"{\"email\": \"a@example.com\", \"password\": \"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\"}".to_vec(), "body"),
+        (
+            {
+                let mut big = br#"{"email": "a@example.com", "password": "correct horse battery", "name": ""#.to_vec();
+                big.extend(std::iter::repeat_n(b'x', 70 * 1024));
+                big.extend_from_slice(b"\"}");
+                big
+            },
+            "body",
+        ),
+    ];
+    for (body, field) in cases {
+        let resp = client()
+            .post(e.gh.url("/auth/register"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{}", String::from_utf8_lossy(&body[..body.len().min(80)]));
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["code"], "validation_error");
+        assert!(err["message"].as_str().unwrap().starts_with(field), "{field}: {err}");
+    }
+    // Nothing was stored: the address is still free.
+    register(&e.gh, "a@example.com").await;
+    // Other endpoints too.
+    for path in ["/auth/login", "/auth/refresh", "/auth/forgot-password", "/auth/reset-password"] {
+        let resp = client().post(e.gh.url(path)).body("{\"x\":").send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+    }
+    let (status, _, body) = post(&e.gh, "/auth/nope", &json!({}), None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let resp = client().get(e.gh.url("/auth/login")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+}
+
+async fn one_registration_per_email_under_concurrency(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 1000").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = e.gh.url("/auth/register");
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .json(&json!({"email": "race@example.com", "password": PW}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
+    let e = env(backend, "refresh_grace = \"1s\"").await;
+    let first = register(&e.gh, "r@example.com").await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_string();
+
+    let (status, _, second) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": r1}), None).await;
+    assert_eq!(status, 200, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(r1, r2);
+    assert!(second["access_token"].is_string() && second["user"]["email"] == "r@example.com");
+
+    // Two tabs: the same parent again inside the grace window gets the same child.
+    let (status, _, again) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": r1}), None).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["refresh_token"], r2.as_str());
+
+    let (status, _, third) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": r2}), None).await;
+    assert_eq!(status, 200);
+    let r3 = third["refresh_token"].as_str().unwrap().to_string();
+    let access3 = third["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get(&e.gh, "/app", Some(&access3)).await.0, 200);
+
+    // Past the grace window, reusing r1 is theft: the whole family dies.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _, err) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": r1}), None).await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(
+        post(&e.gh, "/auth/refresh", &json!({"refresh_token": r3}), None).await.0,
+        401,
+        "the newest token died too"
+    );
+    let (status, _, err) = get(&e.gh, "/app", Some(&access3)).await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("token_revoked")), "the family's access tokens too");
+
+    for junk in ["", "grt_nope", "x".repeat(5000).as_str()] {
+        assert_eq!(post(&e.gh, "/auth/refresh", &json!({"refresh_token": junk}), None).await.0, 401);
+    }
+}
+
+async fn logout_revokes_token_and_session(backend: Backend) {
+    let e = env(backend, "").await;
+    let s = register(&e.gh, "l@example.com").await;
+    let access = s["access_token"].as_str().unwrap();
+    let refresh = s["refresh_token"].as_str().unwrap();
+    // A second session of the same user survives the first one's logout.
+    let (_, _, other) = post(&e.gh, "/auth/login", &json!({"email": "l@example.com", "password": PW}), None).await;
+
+    let resp = client().post(e.gh.url("/auth/logout")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let (status, _, err) = get(&e.gh, "/app", Some(access)).await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("token_revoked")));
+    assert_eq!(get(&e.gh, "/auth/me", Some(access)).await.0, 401);
+    assert_eq!(post(&e.gh, "/auth/refresh", &json!({"refresh_token": refresh}), None).await.0, 401);
+    assert_eq!(get(&e.gh, "/app", Some(other["access_token"].as_str().unwrap())).await.0, 200);
+    // `{}` body is fine; a second logout with the revoked token is 401.
+    let (status, _, _) = post(&e.gh, "/auth/logout", &json!({}), Some(other["access_token"].as_str().unwrap())).await;
+    assert_eq!(status, 204);
+    assert_eq!(post(&e.gh, "/auth/logout", &json!({}), Some(access)).await.0, 401);
+    assert_eq!(post(&e.gh, "/auth/logout", &json!({}), None).await.0, 401);
+}
+
+async fn lockout_after_failed_logins(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 1000\nlockout_after = 5\nlockout_minutes = 15").await;
+    register(&e.gh, "lock@example.com").await;
+    // Parallel wrong passwords: the count is atomic in the store.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = e.gh.url("/auth/login");
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .json(&json!({"email": "lock@example.com", "password": "wrong wrong"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    // Now even the right password is refused, with the seed's code and a Retry-After.
+    let (status, headers, err) =
+        post(&e.gh, "/auth/login", &json!({"email": "lock@example.com", "password": PW}), None).await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("account_locked")), "{err}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 800 && retry <= 900);
+    // Unknown accounts lock the same way, so a lock reveals nothing.
+    for _ in 0..5 {
+        post(&e.gh, "/auth/login", &json!({"email": "ghost@example.com", "password": "wrong wrong"}), None).await;
+    }
+    let (_, _, err) =
+        post(&e.gh, "/auth/login", &json!({"email": "ghost@example.com", "password": "wrong wrong"}), None).await;
+    assert_eq!(err["code"], "account_locked");
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    let outcomes: Vec<_> = store.login_attempts("lock@example.com").await.unwrap().iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::Locked).count(), 1);
+}
+
+async fn login_is_rate_limited_per_ip(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 3").await;
+    for _ in 0..3 {
+        assert_eq!(
+            post(&e.gh, "/auth/login", &json!({"email": "x@example.com", "password": "whatever1"}), None).await.0,
+            401
+        );
+    }
+    let (status, headers, err) =
+        post(&e.gh, "/auth/login", &json!({"email": "x@example.com", "password": "whatever1"}), None).await;
+    assert_eq!((status, err["code"].as_str()), (429, Some("rate_limited")));
+    assert!(headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // Register and forgot-password share the per-IP budget.
+    assert_eq!(post(&e.gh, "/auth/register", &json!({"email": "y@example.com", "password": PW}), None).await.0, 429);
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    let last = store.login_attempts("x@example.com").await.unwrap().pop().unwrap();
+    assert_eq!(last.outcome, LoginOutcome::RateLimited);
+}
+
+async fn password_reset_flow(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 100").await;
+    let s = register(&e.gh, "reset@example.com").await;
+    let old_access = s["access_token"].as_str().unwrap().to_string();
+    let old_refresh = s["refresh_token"].as_str().unwrap().to_string();
+
+    let (s1, _, b1) = post(&e.gh, "/auth/forgot-password", &json!({"email": "reset@example.com"}), None).await;
+    let (s2, _, b2) = post(&e.gh, "/auth/forgot-password", &json!({"email": "nobody@example.com"}), None).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(b1, b2, "same answer whether or not the account exists");
+
+    let outbox = e.store.dir.path().join("outbox");
+    let mut mail = String::new();
+    for _ in 0..100 {
+        if let Ok(mut dir) = std::fs::read_dir(&outbox) {
+            if let Some(Ok(entry)) = dir.next() {
+                mail = std::fs::read_to_string(entry.path()).unwrap();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(mail.contains("To: reset@example.com"), "{mail}");
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1, "nothing is sent for unknown emails");
+    let token = mail.lines().rev().find(|l| !l.trim().is_empty()).unwrap().trim().to_string();
+    assert!(token.len() >= 48 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{token}");
+
+    let (status, _, err) =
+        post(&e.gh, "/auth/reset-password", &json!({"token": token, "new_password": "short"}), None).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("validation_error")));
+    let (status, _, body) =
+        post(&e.gh, "/auth/reset-password", &json!({"token": token, "new_password": "a brand new passphrase"}), None)
+            .await;
+    assert_eq!(status, 200, "{body}");
+    // Single use.
+    let (status, _, _) =
+        post(&e.gh, "/auth/reset-password", &json!({"token": token, "new_password": "another new passphrase"}), None)
+            .await;
+    assert_eq!(status, 400);
+    // Every session ended; old password dead, new one works.
+    assert_eq!(get(&e.gh, "/app", Some(&old_access)).await.0, 401);
+    assert_eq!(post(&e.gh, "/auth/refresh", &json!({"refresh_token": old_refresh}), None).await.0, 401);
+    assert_eq!(post(&e.gh, "/auth/login", &json!({"email": "reset@example.com", "password": PW}), None).await.0, 401);
+    let (status, _, fresh) =
+        post(&e.gh, "/auth/login", &json!({"email": "reset@example.com", "password": "a brand new passphrase"}), None)
+            .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&e.gh, "/app", Some(fresh["access_token"].as_str().unwrap())).await.0, 200);
+    let (status, _, _) = post(
+        &e.gh,
+        "/auth/reset-password",
+        &json!({"token": "x".repeat(48), "new_password": "whatever whatever"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+async fn bcrypt_hashes_are_upgraded(backend: Backend) {
+    let e = env(backend, "").await;
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    let legacy = bcrypt::hash("imported password", 6).unwrap();
+    let user = store
+        .create_user(gatehouse::store::NewUser {
+            id: "legacy-1".into(),
+            email: "old@example.com".into(),
+            password_hash: legacy,
+            role: "editor".into(),
+            permissions: vec!["posts:write".into()],
+            now: now() as i64,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, _, body) =
+        post(&e.gh, "/auth/login", &json!({"email": "old@example.com", "password": "imported password"}), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["permissions"], json!(["posts:write"]));
+    let upgraded = store.user_by_id(&user.id).await.unwrap().unwrap().password_hash.unwrap();
+    assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
+    assert_eq!(
+        post(&e.gh, "/auth/login", &json!({"email": "old@example.com", "password": "imported password"}), None).await.0,
+        200
+    );
+}
+
+async fn restart_keeps_users_and_revocations(backend: Backend) {
+    let e = env(backend, "").await;
+    let s = register(&e.gh, "keep@example.com").await;
+    let revoked = s["access_token"].as_str().unwrap().to_string();
+    let (_, _, kept) = post(&e.gh, "/auth/login", &json!({"email": "keep@example.com", "password": PW}), None).await;
+    assert_eq!(post(&e.gh, "/auth/logout", &json!({}), Some(&revoked)).await.0, 204);
+    e.gh.stop().await.unwrap();
+
+    let gh = Gatehouse::start(&accounts_config(&e.upstream, &e.store, "")).await;
+    gh.wait_ready().await;
+    // Same signing key (from the store), same users, same revocations.
+    assert_eq!(get(&gh, "/app", Some(kept["access_token"].as_str().unwrap())).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get(&gh, "/app", Some(&revoked)).await.0, 401);
+    assert_eq!(post(&gh, "/auth/login", &json!({"email": "keep@example.com", "password": PW}), None).await.0, 200);
+}
