@@ -1,0 +1,108 @@
+//! Two Gatehouse processes on one Postgres: accounts, keys and revocations are shared
+//! through the database, so a logout on one replica is refused by the other within 2 s.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+struct Replica {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    fn start(upstream: &Upstream, store: &TestStore) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", accounts_config(upstream, store, "[rate_limit]\nlogin_per_minute = 100\nlockout_after = 3"));
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(dir.path())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let replica = Replica { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "replica did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[tokio::test]
+async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Postgres.fresh().await;
+    let a = Replica::start(&upstream, &store);
+    let b = Replica::start(&upstream, &store);
+    let c = client();
+
+    let reg: serde_json::Value = c
+        .post(a.url("/auth/register"))
+        .json(&json!({"email": "multi@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = reg["access_token"].as_str().expect("registered on A").to_string();
+
+    // B verifies A's token (one signing key in the store) and knows the account.
+    let r = c.get(b.url("/app")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(b.url("/auth/me")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = c.post(a.url("/auth/logout")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let logged_out = Instant::now();
+    assert_eq!(c.get(a.url("/app")).bearer_auth(&access).send().await.unwrap().status(), 401, "at once on A");
+    loop {
+        let status = c.get(b.url("/app")).bearer_auth(&access).send().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert!(logged_out.elapsed() < Duration::from_secs(2), "B still accepts the token after 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("B refused the token {} ms after the logout on A", logged_out.elapsed().as_millis());
+
+    // Lockout is shared too: failures on A lock the account on B.
+    for _ in 0..3 {
+        let r = c.post(a.url("/auth/login")).json(&json!({"email": "multi@example.com", "password": "wrong wrong"})).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let body: serde_json::Value = c
+        .post(b.url("/auth/login"))
+        .json(&json!({"email": "multi@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["code"], "account_locked", "{body}");
+}
