@@ -335,11 +335,11 @@ async fn password_reset_flow(backend: Backend) {
     let outbox = e.store.dir.path().join("outbox");
     let mut mail = String::new();
     for _ in 0..100 {
-        if let Ok(mut dir) = std::fs::read_dir(&outbox) {
-            if let Some(Ok(entry)) = dir.next() {
-                mail = std::fs::read_to_string(entry.path()).unwrap();
-                break;
-            }
+        if let Ok(mut dir) = std::fs::read_dir(&outbox)
+            && let Some(Ok(entry)) = dir.next()
+        {
+            mail = std::fs::read_to_string(entry.path()).unwrap();
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -409,7 +409,8 @@ async fn own_tokens_are_verified_through_the_same_path() {
     let upstream = Upstream::start().await;
     let key = TestKey::generate(Algorithm::ES256);
     let extra = format!(
-        "[tokens]\nissuer = \"https://gatehouse.test\"\naudience = \"gatehouse\"\nalgorithm = \"ES256\"\nkey_file = \"{}\"\n",
+        "[store]\nurl = \"sqlite://{}/gh.db\"\n[tokens]\nissuer = \"https://gatehouse.test\"\naudience = \"gatehouse\"\nalgorithm = \"ES256\"\nkey_file = \"{}\"\n",
+        key.dir.path().display(),
         key.path().display()
     );
     let gh = Gatehouse::start(&config(&upstream, &extra)).await;

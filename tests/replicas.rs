@@ -26,7 +26,10 @@ impl Replica {
     fn start(upstream: &Upstream, store: &TestStore) -> Replica {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let text = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", accounts_config(upstream, store, "[rate_limit]\nlogin_per_minute = 100\nlockout_after = 3"));
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            accounts_config(upstream, store, "[rate_limit]\nlogin_per_minute = 100\nlockout_after = 3")
+        );
         let path = dir.path().join("gatehouse.toml");
         std::fs::write(&path, text).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -92,7 +95,12 @@ async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
 
     // Lockout is shared too: failures on A lock the account on B.
     for _ in 0..3 {
-        let r = c.post(a.url("/auth/login")).json(&json!({"email": "multi@example.com", "password": "wrong wrong"})).send().await.unwrap();
+        let r = c
+            .post(a.url("/auth/login"))
+            .json(&json!({"email": "multi@example.com", "password": "wrong wrong"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
     }
     let body: serde_json::Value = c
