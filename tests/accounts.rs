@@ -78,7 +78,7 @@ async fn register_login_and_profile(backend: Backend) {
     let access = body["access_token"].as_str().unwrap();
     let (status, _, echo) = get(&e.gh, "/app", Some(access)).await;
     assert_eq!(status, 200);
-    assert_eq!(seen(&echo, "x-auth-user-id"), [user_id.clone()]);
+    assert_eq!(seen(&echo, "x-auth-user-id"), [user_id.as_str()]);
     assert_eq!(seen(&echo, "x-auth-email"), ["Alice@Example.com"]);
     assert_eq!(seen(&echo, "x-auth-role"), ["user"]);
 
