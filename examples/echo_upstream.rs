@@ -21,23 +21,15 @@ async fn echo(req: Request<Incoming>, small: bool) -> Result<Response<Full<Bytes
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            )
-        })
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
         .collect();
     let body = serde_json::json!({
         "method": req.method().as_str(),
         "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         "headers": headers,
     });
-    let mut resp = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(&body).unwrap(),
-    )));
-    resp.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(&body).unwrap())));
+    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
     Ok(resp)
 }
 
@@ -54,18 +46,13 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    eprintln!(
-        "echo upstream listening on http://{}",
-        listener.local_addr()?
-    );
+    eprintln!("echo upstream listening on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(move |req| echo(req, small));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
