@@ -37,15 +37,12 @@ impl App {
             None => None,
         };
         let auth = Auth::build(&config, store.clone()).await?;
-        let accounts = match (store, &auth.signing) {
-            (Some(store), Some(signing)) => Some(Accounts {
+        let accounts = match (store, &auth.own) {
+            (Some(store), Some(own)) => Some(Accounts {
                 store,
                 passwords: Passwords::new(config.accounts.hash_concurrency),
                 limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
-                refresh_key: hmac::Key::new(
-                    hmac::HMAC_SHA256,
-                    &signing.derive_secret(b"gatehouse refresh-token children v1"),
-                ),
+                refresh_key: hmac::Key::new(hmac::HMAC_SHA256, &own.refresh_secret().await?),
             }),
             _ => None,
         };

@@ -58,6 +58,25 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage Gatehouse's own signing keys in the store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Store a new signing key. Replicas pick it up within `tokens.key_reload` and start
+    /// signing with it after `--activate-in`; the old key keeps verifying until its last
+    /// token has expired.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Keep this longer than `tokens.key_reload`.
+        #[arg(long, default_value = "30s")]
+        activate_in: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +113,9 @@ fn main() -> ExitCode {
         Command::User {
             command: UserCommand::Create { config, email, username, name, role, permissions, team_id },
         } => create_user(&config.config, email, username, name, role, permissions, team_id),
+        Command::Keys { command: KeysCommand::Rotate { config, activate_in } } => {
+            rotate_keys(&config.config, &activate_in)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,12 +204,12 @@ fn token(
         None => tokens.access_ttl,
     };
     let key = runtime()?.block_on(async {
-        let store = match tokens.key_file {
+        let store: Option<std::sync::Arc<dyn Store>> = match tokens.key_file {
             Some(_) => None,
-            None => Some(gatehouse::store::SqlStore::connect(&config.store.url).await?),
+            None => Some(std::sync::Arc::new(gatehouse::store::SqlStore::connect(&config.store.url).await?)),
         };
-        let keys = gatehouse::auth::own_keys(tokens, store.as_ref().map(|s| s as &dyn Store)).await?;
-        keys.into_iter().last().ok_or_else(|| anyhow::anyhow!("no signing key"))
+        let own = gatehouse::auth::own_keys::OwnKeys::load(tokens, store, config.jwt.leeway).await?;
+        anyhow::Ok(own.ring().signing.clone())
     })?;
     let now = gatehouse::auth::jwt::now_secs();
     let mut claims = serde_json::json!({
@@ -257,5 +279,22 @@ fn create_user(
         anyhow::Ok(user)
     })?;
     println!("created user {} <{}> role={} permissions={}", user.id, user.email, user.role, user.permissions.join(","));
+    Ok(())
+}
+
+fn rotate_keys(path: &Path, activate_in: &str) -> Result<(), Failure> {
+    let config = load(path)?;
+    let activate_in =
+        gatehouse::config::parse_duration(activate_in).map_err(|e| anyhow::anyhow!("--activate-in: {e}"))?;
+    let tokens =
+        config.tokens.as_ref().ok_or_else(|| anyhow::anyhow!("{}: there is no [tokens] section", path.display()))?;
+    if tokens.key_file.is_some() {
+        return Err(anyhow::anyhow!("tokens.key_file is set: rotate by replacing that file").into());
+    }
+    let kid = runtime()?.block_on(async {
+        let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
+        gatehouse::auth::own_keys::rotate(&store, tokens, activate_in).await
+    })?;
+    println!("stored signing key {kid}; it signs from {} s from now", activate_in.as_secs());
     Ok(())
 }

@@ -37,6 +37,8 @@ on_both!(
     password_reset_flow,
     bcrypt_hashes_are_upgraded,
     restart_keeps_users_and_revocations,
+    key_rotation_keeps_sessions_working,
+    operators_create_users_from_the_cli,
 );
 
 struct Env {
@@ -423,4 +425,79 @@ async fn restart_keeps_users_and_revocations(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(get(&gh, "/app", Some(&revoked)).await.0, 401);
     assert_eq!(post(&gh, "/auth/login", &json!({"email": "keep@example.com", "password": PW}), None).await.0, 200);
+}
+
+fn cli(env: &Env, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let path = env.store.dir.path().join("gatehouse.toml");
+    std::fs::write(&path, accounts_config(&env.upstream, &env.store, "")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["kid"].as_str().unwrap().to_string()
+}
+
+async fn key_rotation_keeps_sessions_working(backend: Backend) {
+    let e = env(backend, "").await;
+    let before = register(&e.gh, "rot@example.com").await;
+    let old_access = before["access_token"].as_str().unwrap().to_string();
+    let (_, _, jwks) = get(&e.gh, "/.well-known/jwks.json", None).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+
+    let out = cli(&e, &["keys", "rotate", "--activate-in", "1s"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    let (_, _, jwks) = get(&e.gh, "/.well-known/jwks.json", None).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "the old key stays published: {jwks}");
+    let (status, _, after) =
+        post(&e.gh, "/auth/login", &json!({"email": "rot@example.com", "password": PW}), None).await;
+    assert_eq!(status, 200);
+    let new_access = after["access_token"].as_str().unwrap();
+    assert_ne!(kid_of(new_access), kid_of(&old_access), "the new key signs");
+    assert_eq!(get(&e.gh, "/app", Some(new_access)).await.0, 200);
+    assert_eq!(get(&e.gh, "/app", Some(&old_access)).await.0, 200, "tokens of the old key still verify");
+    // A refresh token from before the rotation still refreshes.
+    let (status, _, _) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": before["refresh_token"]}), None).await;
+    assert_eq!(status, 200);
+}
+
+async fn operators_create_users_from_the_cli(backend: Backend) {
+    let e = env(backend, "").await;
+    let out = cli(
+        &e,
+        &["user", "create", "--email", "ops@example.com", "--role", "admin", "--permissions", "admin,read"],
+        "an operator passphrase\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("passphrase"));
+    let (status, _, session) =
+        post(&e.gh, "/auth/login", &json!({"email": "ops@example.com", "password": "an operator passphrase"}), None)
+            .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["role"], "admin");
+    let (status, _, echo) = get(&e.gh, "/admin/panel", Some(session["access_token"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen(&echo, "x-auth-permissions"), ["admin,read"]);
+    // Weak passwords and taken emails are refused, naming the problem.
+    let out = cli(&e, &["user", "create", "--email", "ops2@example.com"], "short\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
+    let out = cli(&e, &["user", "create", "--email", "OPS@example.com"], "another passphrase\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -83,3 +83,6 @@ CREATE TABLE revocation_events (
     subject     TEXT NOT NULL,
     until_ts    INTEGER NOT NULL
 );
+CREATE INDEX revocation_events_at ON revocation_events(at);
+-- One live key per algorithm: replicas starting together cannot both create one.
+CREATE UNIQUE INDEX signing_keys_live ON signing_keys(algorithm) WHERE retired_at IS NULL;

@@ -46,7 +46,7 @@ pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Optio
             r
         }),
         "/.well-known/jwks.json" => only_get(req, || {
-            let keys: Vec<_> = app.auth.signing.iter().filter_map(|k| k.jwk.clone()).collect();
+            let keys = app.auth.own.as_ref().map(|o| o.ring().jwks.clone()).unwrap_or_default();
             let mut r = json_response(StatusCode::OK, &json!({"keys": keys}));
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             r

@@ -87,8 +87,8 @@ fn access_token(app: &App, user: &User, family_id: &str, now: i64) -> (String, i
         "jti": new_id(),
         "sid": family_id,
     });
-    let key = app.auth.signing.as_ref().expect("signing key with [tokens]");
-    (key.sign(&claims), ttl)
+    let own = app.auth.own.as_ref().expect("own keys with [tokens]");
+    (own.ring().signing.sign(&claims), ttl)
 }
 
 fn pair(app: &App, user: &User, family_id: &str, refresh: &str, now: i64) -> Value {

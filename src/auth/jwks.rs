@@ -171,6 +171,11 @@ impl KeySet {
         loaded.keys.clone()
     }
 
+    /// Replaces a fixed set's keys (Gatehouse's own, after a rotation).
+    pub fn replace(&self, keys: Vec<Arc<VerifyKey>>) {
+        self.install(keys, None);
+    }
+
     fn install(&self, keys: Vec<Arc<VerifyKey>>, valid_until: Option<Instant>) {
         let previous = self.loaded.load_full();
         for old in previous.keys.iter().filter_map(|k| k.kid.as_deref()) {

@@ -119,6 +119,8 @@ pub struct TokensConfig {
     /// PKCS#8 PEM private key (or the HMAC secret for HS*), generated when missing; without
     /// it, keys live in the store, shared by every replica.
     pub key_file: Option<PathBuf>,
+    /// How often keys kept in the store are re-read (to follow rotations).
+    pub key_reload: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -597,6 +599,7 @@ impl Validator {
             access_ttl: self.duration("tokens.access_ttl", &raw.access_ttl, Duration::from_secs(900)),
             refresh_ttl: self.duration("tokens.refresh_ttl", &raw.refresh_ttl, Duration::from_secs(7 * 86_400)),
             key_file: raw.key_file.as_deref().map(PathBuf::from),
+            key_reload: self.duration("tokens.key_reload", &raw.key_reload, Duration::from_secs(10)),
         }
     }
 

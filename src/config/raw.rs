@@ -73,6 +73,7 @@ pub struct RawTokens {
     pub access_ttl: Option<String>,
     pub refresh_ttl: Option<String>,
     pub key_file: Option<String>,
+    pub key_reload: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

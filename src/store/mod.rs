@@ -181,8 +181,9 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a refresh family and announces its access tokens as revoked.
     async fn revoke_family(&self, family_id: &str, now: i64, access_ttl: i64) -> Result<()>;
     async fn revoke_token(&self, jti: &str, until: i64, now: i64) -> Result<()>;
-    /// Revocation events after `cursor`, with the new cursor.
-    async fn revocations_after(&self, cursor: i64, now: i64) -> Result<(Vec<Revocation>, i64)>;
+    /// Live revocations recorded since `since` (unix seconds; 0 for all), and the `since`
+    /// to pass next time.
+    async fn revocations_after(&self, since: i64, now: i64) -> Result<(Vec<Revocation>, i64)>;
 
     async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()>;
     /// The user of a live reset token, which is used up by this call.
@@ -197,6 +198,9 @@ pub trait Store: Send + Sync + 'static {
     async fn login_attempts(&self, identifier: &str) -> Result<Vec<LoginAttempt>>;
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
-    /// Stores a key unless one exists already (first replica wins); returns all keys.
+    /// Stores a key unless one of its algorithm is live already (first replica wins);
+    /// returns all keys.
     async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>>;
+    /// Retires the live keys of `key`'s algorithm at `retire_at` and stores `key`.
+    async fn rotate_signing_key(&self, key: &StoredKey, retire_at: i64) -> Result<()>;
 }

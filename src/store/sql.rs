@@ -41,6 +41,9 @@ pub struct SqlStore {
     pub dialect: Dialect,
 }
 
+/// How far back each revocation poll re-reads (see `revocations_after`).
+const REREAD_SECS: i64 = 5;
+
 const USER_COLUMNS: &str = "id, email, username, name, first_name, last_name, phone, profile, password_hash, role, \
      permissions, team_id, sessions_valid_after, created_at, updated_at, last_login_at";
 
@@ -371,20 +374,19 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn revocations_after(&self, cursor: i64, now: i64) -> Result<(Vec<Revocation>, i64)> {
-        // Events that can no longer matter (their tokens expired) are skipped, so a fresh
-        // replica loads only what is live.
+    async fn revocations_after(&self, since: i64, now: i64) -> Result<(Vec<Revocation>, i64)> {
+        // By time, not by id: ids are handed out before commit, so a slower transaction can
+        // commit a lower id after a higher one was read. Re-reading a few seconds of events
+        // is harmless (applying one twice changes nothing) and catches those late commits.
         let rows = sqlx::query(
-            "SELECT id, kind, subject, until_ts FROM revocation_events WHERE id > $1 AND (kind = 'user' OR until_ts > $2) ORDER BY id",
+            "SELECT kind, subject, until_ts FROM revocation_events WHERE at >= $1 AND (kind = 'user' OR until_ts > $2)",
         )
-        .bind(cursor)
+        .bind(since)
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut last = cursor;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            last = last.max(row.try_get::<i64, _>("id")?);
             let subject: String = row.try_get("subject")?;
             let until: i64 = row.try_get("until_ts")?;
             match row.try_get::<String, _>("kind")?.as_str() {
@@ -394,13 +396,7 @@ impl Store for SqlStore {
                 _ => {}
             }
         }
-        if last == cursor {
-            // Nothing new; keep the cursor at the newest id so expired rows are not rescanned.
-            let max: Option<i64> =
-                sqlx::query("SELECT MAX(id) AS m FROM revocation_events").fetch_one(&self.pool).await?.try_get("m")?;
-            last = max.unwrap_or(cursor).max(cursor);
-        }
-        Ok((out, last))
+        Ok((out, now - REREAD_SECS))
     }
 
     async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()> {
@@ -529,10 +525,11 @@ impl Store for SqlStore {
     }
 
     async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>> {
-        // Inserted only while no live key exists, so replicas starting together agree on one.
+        // The partial unique index admits one live key per algorithm, so replicas starting
+        // together agree on one: the losers' inserts do nothing.
         sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL AND algorithm = $2)",
+            "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (algorithm) WHERE retired_at IS NULL DO NOTHING",
         )
         .bind(&key.kid)
         .bind(&key.algorithm)
@@ -541,5 +538,23 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await?;
         self.signing_keys().await
+    }
+
+    async fn rotate_signing_key(&self, key: &StoredKey, retire_at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE algorithm = $2 AND retired_at IS NULL")
+            .bind(retire_at)
+            .bind(&key.algorithm)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.private_key)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

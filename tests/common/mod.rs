@@ -482,6 +482,7 @@ url = "{}"
 issuer = "https://gatehouse.test"
 audience = "gatehouse"
 access_ttl = "5m"
+key_reload = "200ms"
 [accounts]
 mail_outbox = "{}"
 hash_concurrency = 8
