@@ -18,6 +18,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod mail;
 pub mod proxy;
 pub mod routes;
 pub mod server;

@@ -39,6 +39,7 @@ on_both!(
     restart_keeps_users_and_revocations,
     key_rotation_keeps_sessions_working,
     operators_create_users_from_the_cli,
+    reset_mail_goes_out_by_smtp,
 );
 
 struct Env {
@@ -500,4 +501,45 @@ async fn operators_create_users_from_the_cli(backend: Backend) {
     let out = cli(&e, &["user", "create", "--email", "OPS@example.com"], "another passphrase\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn reset_mail_goes_out_by_smtp(backend: Backend) {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let maildir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/smtp_sink.py");
+    let mut sink = std::process::Command::new("python3")
+        .args([script, &port.to_string()])
+        .arg(maildir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with aiosmtpd (tests/interop/requirements.txt)");
+    let mut line = String::new();
+    std::io::BufReader::new(sink.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the SMTP sink did not start (pip install aiosmtpd)");
+
+    let extra = format!(
+        "reset_url = \"https://app.example.com/reset\"\n[smtp]\nurl = \"smtp://127.0.0.1:{port}\"\nfrom = \"Gatehouse <no-reply@example.com>\"\n"
+    );
+    let e = env(backend, &extra).await;
+    register(&e.gh, "mail@example.com").await;
+    assert_eq!(post(&e.gh, "/auth/forgot-password", &json!({"email": "mail@example.com"}), None).await.0, 200);
+    let mut mail = String::new();
+    for _ in 0..200 {
+        if let Some(Ok(entry)) = std::fs::read_dir(maildir.path()).unwrap().next() {
+            mail = std::fs::read_to_string(entry.path()).unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = sink.kill();
+    assert!(mail.contains("X-Envelope-To: mail@example.com"), "{mail}");
+    assert!(mail.contains("From: Gatehouse <no-reply@example.com>"), "{mail}");
+    let link = mail.lines().find(|l| l.starts_with("https://app.example.com/reset?token=")).expect("a reset link");
+    let token = link.split("token=").nth(1).unwrap().trim();
+    let (status, _, _) =
+        post(&e.gh, "/auth/reset-password", &json!({"token": token, "new_password": "mailed new passphrase"}), None)
+            .await;
+    assert_eq!(status, 200);
+    assert!(e.store.dir.path().join("outbox").read_dir().is_err(), "SMTP, not the outbox, delivered it");
 }

@@ -51,34 +51,11 @@ async fn send_reset(app: &App, email: &str) -> Result<(), ApiError> {
         Some(base) => format!("{base}{}token={token}", if base.contains('?') { '&' } else { '?' }),
         None => token.clone(),
     };
-    let text = format!(
-        "To: {}\nSubject: Reset your password\n\nUse this link within {} minutes to choose a new password:\n{link}\n",
-        user.email,
-        ttl / 60
-    );
-    deliver(app, &user.id, &text).await
-}
-
-/// Development delivery: a file in `accounts.mail_outbox`, else the log.
-async fn deliver(app: &App, user_id: &str, text: &str) -> Result<(), ApiError> {
-    match &app.config.accounts.mail_outbox {
-        Some(dir) => {
-            let path = dir.join(format!("{}-{}.eml", crate::auth::jwt::now_secs(), session::new_id()));
-            let write = async {
-                tokio::fs::create_dir_all(dir).await?;
-                tokio::fs::write(&path, text).await
-            };
-            write.await.map_err(|e| {
-                tracing::error!(error = %e, dir = %dir.display(), "cannot write to the mail outbox");
-                ApiError::Internal
-            })
-        }
-        None => {
-            // No mail transport configured: this log line is the delivery (development only).
-            tracing::warn!(target: "gatehouse::mail", user = %user_id, "undelivered message (set accounts.mail_outbox):\n{text}");
-            Ok(())
-        }
-    }
+    let body = format!("Use this link within {} minutes to choose a new password:\n{link}\n", ttl / 60);
+    app.accounts().mailer.send(&user.email, "Reset your password", &body).await.map_err(|e| {
+        tracing::error!(error = %e, user = %user.id, "password reset mail not delivered");
+        ApiError::Internal
+    })
 }
 
 #[derive(Deserialize)]

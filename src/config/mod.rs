@@ -36,7 +36,16 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub forward_auth: ForwardAuthConfig,
     pub accounts: AccountsConfig,
+    pub smtp: Option<SmtpConfig>,
     pub log: LogConfig,
+}
+
+/// Mail delivery for password resets.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://host:465`, or plain `smtp://host:25`.
+    pub url: String,
+    pub from: String,
 }
 
 /// The auth API (`/auth/...`): served when `[tokens]` is configured.
@@ -421,6 +430,17 @@ impl Validator {
             self.problem("forward_auth.path", "must start with `/`");
         }
         let accounts = self.accounts(&raw.accounts);
+        let smtp = raw.smtp.as_ref().and_then(|r| {
+            let url = r.url.clone().filter(|u| u.starts_with("smtp://") || u.starts_with("smtps://"));
+            if url.is_none() {
+                self.problem("smtp.url", "is required and must start with smtp:// or smtps://");
+            }
+            let from = r.from.clone().filter(|f| f.contains('@'));
+            if from.is_none() {
+                self.problem("smtp.from", "is required: the sender address, e.g. \"Gatehouse <no-reply@example.com>\"");
+            }
+            Some(SmtpConfig { url: url?, from: from? })
+        });
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
                 None | Some("text") => LogFormat::Text,
@@ -448,6 +468,7 @@ impl Validator {
             rate_limit,
             forward_auth,
             accounts,
+            smtp,
             log,
         })
     }

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub forward_auth: RawForwardAuth,
     #[serde(default)]
     pub accounts: RawAccounts,
+    pub smtp: Option<RawSmtp>,
     #[serde(default)]
     pub log: RawLog,
 }
@@ -172,4 +173,10 @@ pub struct RawAccounts {
     pub mail_outbox: Option<String>,
     pub hash_concurrency: Option<i64>,
     pub max_body_bytes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSmtp {
+    pub url: Option<String>,
+    pub from: Option<String>,
 }
