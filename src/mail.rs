@@ -9,7 +9,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::config::Config;
 
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
+    Smtp { transport: Box<AsyncSmtpTransport<Tokio1Executor>>, from: Mailbox },
     Outbox(PathBuf),
     Log,
 }
@@ -26,7 +26,7 @@ impl Mailer {
                 .timeout(Some(std::time::Duration::from_secs(15)))
                 .build();
             let from = smtp.from.parse().map_err(|e| anyhow::anyhow!("smtp.from: {e}"))?;
-            return Ok(Mailer::Smtp { transport, from });
+            return Ok(Mailer::Smtp { transport: Box::new(transport), from });
         }
         Ok(match &config.accounts.mail_outbox {
             Some(dir) => Mailer::Outbox(dir.clone()),
