@@ -514,8 +514,18 @@ async fn reset_mail_goes_out_by_smtp(backend: Backend) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 with aiosmtpd (tests/interop/requirements.txt)");
+    let stdout = sink.stdout.take().unwrap();
+    // Stopped however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sink = Stop(sink);
     let mut line = String::new();
-    std::io::BufReader::new(sink.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready", "the SMTP sink did not start (pip install aiosmtpd)");
 
     let extra = format!(
@@ -532,7 +542,6 @@ async fn reset_mail_goes_out_by_smtp(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let _ = sink.kill();
     assert!(mail.contains("X-Envelope-To: mail@example.com"), "{mail}");
     assert!(mail.contains("From: Gatehouse <no-reply@example.com>"), "{mail}");
     let link = mail.lines().find(|l| l.starts_with("https://app.example.com/reset?token=")).expect("a reset link");
