@@ -119,7 +119,7 @@ def main() -> None:
     w(f"- Machine: {meta['nproc']} CPUs, {meta['cpu_model']}; kernel {meta['kernel']}")
     w(
         f"- Load average before / after: {meta['load_before']} / {meta['load_after']} "
-        "(a shared machine: see the CPU 0 column of the raw runs for interference)"
+        "(a shared machine: the other % columns of the raw runs show interference)"
     )
     w(
         f"- Settings: wrk `-t1 -c{meta['conns']}`, {meta['warmup']} s warm-up before each "
@@ -206,6 +206,23 @@ def main() -> None:
         if num in med and den in med:
             w(f"- {label}: {med[num]['cpu'] / med[den]['cpu']:.2f}×")
     w("")
+    w("## Reading the numbers")
+    w("")
+    w(
+        "- On this machine (a 2-vCPU Firecracker VM) most of a plain hop's cost is kernel "
+        "time: compare the user / sys split of nginx. The sys part per request grows when "
+        "the proxy's request rate falls (fewer requests share each wake-up of wrk and the "
+        "upstream on the other CPU), so rows that run at a low rate because a signature "
+        "check saturates the proxy pay more sys per request than the hop rows. That is "
+        "why the like-for-like comparison for signature checks is Gatehouse uncached vs "
+        "HAProxy (similar rates), and why subtracting the public-route row from an uncached "
+        "row overstates the cost of the check itself."
+    )
+    w(
+        "- Ratios are only meaningful within one run of the script: the absolute figures "
+        "move by ±20 % from one hour to the next on this shared machine."
+    )
+    w("")
     w("## What each row runs")
     w("")
     w(
@@ -244,7 +261,7 @@ def main() -> None:
         "- Before measuring, the script checks that every proxy answers 200 to a valid "
         "request and 401 to a missing, badly signed, expired, or wrong-algorithm token "
         "(and Gatehouse also to a wrong audience), and aborts otherwise; a measured run "
-        "with any non-2xx response or socket error aborts too."
+        "with any non-2xx response aborts too, one with socket errors is repeated."
     )
     w("")
     w("## Raw runs")
@@ -254,9 +271,11 @@ def main() -> None:
         f"is everything else on CPU {meta['proxy_cpu']} (other processes on this shared "
         f"machine, kernel threads, hypervisor steal) and other₁ % the same on CPU "
         f"{meta['load_cpu']} beyond wrk and the upstream. A run in which either exceeded "
-        f"{meta['other_max']} % was repeated (up to {meta['retries']} times) and the "
-        "cleanest attempt kept (each retry first waits for both CPUs to be idle); "
-        "`attempt` says which one that was."
+        f"{meta['other_max']} % was repeated (up to {meta['retries']} times, within a "
+        f"budget of {meta['retry_budget']} s for the whole script, of which "
+        f"{meta['retry_spent']} s were used) and the cleanest attempt kept (each retry "
+        "first waits up to a minute for both CPUs to be idle); `attempt` says which one "
+        "that was."
     )
     w("")
     w(
@@ -276,7 +295,7 @@ def main() -> None:
     w("## How to reproduce")
     w("")
     w("```sh")
-    w("bash bench/run.sh                          # full: 3 rounds x 10 s (+ warm-ups), ~8 min")
+    w("bash bench/run.sh          # full: 3 rounds x 10 s (+ warm-ups): ~9 min when the machine is quiet")
     w("DURATION=2 RUNS=1 WARMUP=1 bash bench/run.sh   # quick smoke")
     w("```")
     w("")
