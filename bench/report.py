@@ -219,8 +219,13 @@ def main() -> None:
         "row overstates the cost of the check itself."
     )
     w(
-        "- Ratios are only meaningful within one run of the script: the absolute figures "
-        "move by ±20 % from one hour to the next on this shared machine."
+        "- Ratios are only meaningful within one run of the script, and even then carry "
+        "noise: this VM's speed drifts with the load on its host, which no counter here "
+        "shows (the same row can move by 20–50 % between runs a minute apart with no "
+        "other work visible). The RS256 and ES256 one-token rows of Gatehouse take the "
+        "same code path (a verified-token cache hit), so the gap between them shows how "
+        "much noise a run carries; a target passed or failed by less than that is not "
+        "settled."
     )
     w("")
     w("## What each row runs")

@@ -3,7 +3,7 @@
 # Gatehouse (public route, RS256 and ES256, one repeated token and a pool of distinct
 # tokens, with and without the verified-token cache), on this machine, in one go.
 #
-#   bash bench/run.sh                                 # full: 3 rounds x 10 s, ~8 minutes
+#   bash bench/run.sh                                 # full: 3 rounds x 10 s, ~9 min if quiet
 #   DURATION=2 RUNS=1 WARMUP=1 bash bench/run.sh      # quick smoke
 #
 # Each proxy runs pinned to CPU $PROXY_CPU with one worker (thread); wrk (-t1 -c64) and the
