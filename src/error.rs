@@ -108,6 +108,15 @@ impl From<crate::auth::password::HashError> for ApiError {
     }
 }
 
+impl From<crate::routes::PathError> for Error {
+    fn from(e: crate::routes::PathError) -> Self {
+        match e {
+            crate::routes::PathError::DotSegment => RequestError::DotSegment.into(),
+            crate::routes::PathError::BadEncoding => RequestError::BadPath.into(),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
         Error::Api(e.into())

@@ -32,9 +32,11 @@ pub fn init(config: &LogConfig) {
 /// It never holds a credential: only the verified subject and how it was proven.
 pub struct AccessLog {
     pub request_id: String,
-    pub method: String,
-    /// The path without its query string (queries can carry secrets).
-    pub path: String,
+    pub method: http::Method,
+    /// Cloning a `Uri` shares its bytes: nothing is copied unless the line is written.
+    uri: http::Uri,
+    /// The path to log instead of the URI's (forward-auth logs the original request's).
+    pub path: Option<String>,
     pub client_ip: IpAddr,
     pub status: u16,
     pub auth_method: Option<&'static str>,
@@ -68,8 +70,9 @@ impl AccessLog {
     pub fn start<B>(req: &Request<B>, peer: Peer, server: &ServerConfig) -> Self {
         AccessLog {
             request_id: request_id(req),
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            path: None,
             client_ip: crate::proxy::forward::client_ip(peer, req.headers(), server),
             status: 0,
             auth_method: None,
@@ -88,7 +91,8 @@ impl AccessLog {
             target: "gatehouse::access",
             request_id = %self.request_id,
             method = %self.method,
-            path = %self.path,
+            // The path without its query string (queries can carry secrets).
+            path = %self.path.as_deref().unwrap_or(self.uri.path()),
             status = self.status,
             auth = self.auth_method.unwrap_or("-"),
             subject = self.subject.as_deref().unwrap_or("-"),

@@ -73,7 +73,7 @@ fn original<B>(req: &Request<B>, trust: ForwardHeaders) -> Result<Original, Erro
     } else {
         return Err(RequestError::BadPath.into());
     };
-    let path = canonical_path(&raw_path).map_err(super::bad_path)?.into_owned();
+    let path = canonical_path(&raw_path)?.into_owned();
     let host = match header(h, "x-forwarded-host")? {
         Some(fh) => strip_port(fh.split(',').next().unwrap_or("").trim()).to_ascii_lowercase(),
         None => request_host(req),
@@ -96,8 +96,8 @@ pub async fn verify<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Resp
 
 async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
     let original = original(req, app.config.forward_auth.headers)?;
-    log.path = original.path.clone();
-    log.method = original.method.to_string();
+    log.path = Some(original.path.clone());
+    log.method = original.method.clone();
     let access = app.config.routes.access(&original.host, &original.method, &original.path);
     let principal = match identify::identify(&app.auth, req.headers()).await {
         Ok(p) => p,

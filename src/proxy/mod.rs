@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::body::Body;
-use crate::error::{Error, RequestError};
+use crate::error::Error;
 use crate::routes::{Access, canonical_path};
 use crate::telemetry::AccessLog;
 pub use forward::Peer;
@@ -84,7 +84,7 @@ async fn proxy(
     if stripped > 0 {
         tracing::debug!(request_id = %log.request_id, stripped, "removed client-sent identity headers");
     }
-    let path = canonical_path(req.uri().path()).map_err(respond::path_error)?;
+    let path = canonical_path(req.uri().path())?;
     let host = request_host(&req);
     let access = app.config.routes.access(&host, req.method(), &path);
 
@@ -120,12 +120,4 @@ pub fn strip_port(host: &str) -> &str {
         return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
     }
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-}
-
-/// Refuses a request whose path cannot be matched safely.
-pub(crate) fn bad_path(e: crate::routes::PathError) -> Error {
-    match e {
-        crate::routes::PathError::DotSegment => RequestError::DotSegment.into(),
-        crate::routes::PathError::BadEncoding => RequestError::BadPath.into(),
-    }
 }

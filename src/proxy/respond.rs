@@ -7,7 +7,6 @@ use http::{HeaderName, HeaderValue, Response};
 
 use crate::app::App;
 use crate::body::Body;
-use crate::error::Error;
 use crate::telemetry::AccessLog;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -22,8 +21,4 @@ pub fn finish(mut resp: Response<Body>, log: &mut AccessLog, app: &App, started:
         log.emit(started.elapsed());
     }
     resp
-}
-
-pub fn path_error(e: crate::routes::PathError) -> Error {
-    super::bad_path(e)
 }
