@@ -62,15 +62,9 @@ async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
     let b = Replica::start(&upstream, &store);
     let c = client();
 
-    let reg: serde_json::Value = c
-        .post(a.url("/auth/register"))
-        .json(&json!({"email": "multi@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg =
+        post_json(&a.url("/auth/register"), json!({"email": "multi@example.com", "password": "correct horse battery"}))
+            .await;
     let access = reg["access_token"].as_str().expect("registered on A").to_string();
 
     // B verifies A's token (one signing key in the store) and knows the account.
@@ -103,14 +97,12 @@ async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let body: serde_json::Value = c
-        .post(b.url("/auth/login"))
-        .json(&json!({"email": "multi@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body =
+        post_json(&b.url("/auth/login"), json!({"email": "multi@example.com", "password": "correct horse battery"}))
+            .await;
     assert_eq!(body["code"], "account_locked", "{body}");
+}
+
+async fn post_json(url: &str, body: serde_json::Value) -> serde_json::Value {
+    client().post(url).json(&body).send().await.unwrap().json().await.unwrap()
 }
