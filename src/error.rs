@@ -22,6 +22,12 @@ pub enum AuthError {
     TokenExpired,
     #[error("the token has been revoked")]
     TokenRevoked,
+    /// Too many unknown API keys from this client: refused before any store lookup.
+    #[error("too many API key lookups from this address; slow down")]
+    Throttled { retry_after: Duration },
+    /// The credential store could not be asked; fail closed.
+    #[error("the credential store is unavailable")]
+    Unavailable,
 }
 
 /// The caller is known but may not do this (403).
@@ -77,6 +83,12 @@ pub enum ApiError {
     RegistrationClosed,
     #[error("no such account")]
     NoAccount,
+    /// The owner holds as many credentials of a kind as their role allows.
+    #[error("you already hold {limit} {what}, the most your role allows; delete one first")]
+    LimitReached { what: &'static str, code: &'static str, limit: i64 },
+    /// A resource named in the path does not exist (or is not the caller's).
+    #[error("no such {0}")]
+    NotFound(&'static str),
     /// A store or hashing failure; details are logged, never sent.
     #[error("internal error")]
     Internal,
@@ -93,6 +105,9 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             crate::store::StoreError::Conflict(field) => ApiError::Conflict(field),
             crate::store::StoreError::NotFound => ApiError::NoAccount,
+            crate::store::StoreError::LimitReached(limit) => {
+                ApiError::LimitReached { what: "credentials", code: "limit_reached", limit }
+            }
             crate::store::StoreError::Database(msg) => {
                 tracing::error!(error = %msg, "store failure");
                 ApiError::Internal
@@ -129,6 +144,35 @@ impl From<crate::auth::password::HashError> for Error {
     }
 }
 
+/// The OAuth2 endpoints (token, introspection, revocation) refused a request; the `error`
+/// field carries the RFC 6749 §5.2 code instead of the status name.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    InvalidRequest(Cow<'static, str>),
+    /// Unknown client, wrong secret, revoked client, or no client authentication at all.
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("only the client_credentials grant is supported")]
+    UnsupportedGrantType,
+    #[error("{0}")]
+    UnauthorizedClient(Cow<'static, str>),
+}
+
+impl OAuthError {
+    fn rfc_code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+        }
+    }
+}
+
 /// Any error that ends a request early.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -142,6 +186,8 @@ pub enum Error {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     #[error("Gatehouse is not ready yet")]
@@ -153,6 +199,9 @@ struct ErrorBody<'a> {
     error: &'a str,
     code: &'a str,
     message: String,
+    /// RFC 6749 §5.2, on the OAuth2 endpoints only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
 }
 
 impl Error {
@@ -163,6 +212,8 @@ impl Error {
             Error::Auth(AuthError::InvalidToken(_)) => "invalid_token",
             Error::Auth(AuthError::TokenExpired) => "token_expired",
             Error::Auth(AuthError::TokenRevoked) => "token_revoked",
+            Error::Auth(AuthError::Throttled { .. }) => "rate_limited",
+            Error::Auth(AuthError::Unavailable) => "store_unavailable",
             Error::Access(AccessError::InsufficientScope { .. }) => "insufficient_scope",
             Error::Access(AccessError::MissingRole { .. }) => "insufficient_role",
             Error::Request(RequestError::DotSegment | RequestError::BadPath) => "invalid_path",
@@ -182,13 +233,18 @@ impl Error {
                 ApiError::InvalidResetToken => "invalid_token",
                 ApiError::RegistrationClosed => "registration_closed",
                 ApiError::NoAccount => "invalid_token",
+                ApiError::LimitReached { code, .. } => code,
+                ApiError::NotFound(_) => "not_found",
                 ApiError::Internal => "internal_error",
             },
+            Error::OAuth(e) => e.rfc_code(),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Error::Auth(AuthError::Throttled { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Auth(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Access(_) => StatusCode::FORBIDDEN,
             Error::Request(RequestError::NotFound) => StatusCode::NOT_FOUND,
@@ -205,9 +261,12 @@ impl Error {
                 | ApiError::AccountLocked { .. }
                 | ApiError::InvalidRefreshToken
                 | ApiError::NoAccount => StatusCode::UNAUTHORIZED,
-                ApiError::RegistrationClosed => StatusCode::FORBIDDEN,
+                ApiError::RegistrationClosed | ApiError::LimitReached { .. } => StatusCode::FORBIDDEN,
+                ApiError::NotFound(_) => StatusCode::NOT_FOUND,
                 ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Error::OAuth(OAuthError::InvalidClient) => StatusCode::UNAUTHORIZED,
+            Error::OAuth(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -235,12 +294,15 @@ impl Error {
             Error::Auth(AuthError::MissingCredentials) => {
                 return Some(r#"Bearer realm="gatehouse""#.into());
             }
+            Error::Auth(AuthError::Throttled { .. } | AuthError::Unavailable) => return None,
             Error::Auth(e) => ("invalid_token", e.to_string()),
             Error::Api(ApiError::InvalidRefreshToken | ApiError::NoAccount) => ("invalid_token", self.to_string()),
             Error::Api(ApiError::InvalidCredentials | ApiError::AccountLocked { .. }) => {
                 return Some(r#"Bearer realm="gatehouse""#.into());
             }
             Error::Access(e) => ("insufficient_scope", e.to_string()),
+            // RFC 6749 §5.2: a client authenticating with HTTP Basic is answered in kind.
+            Error::OAuth(OAuthError::InvalidClient) => return Some(r#"Basic realm="gatehouse""#.into()),
             _ => return None,
         };
         let mut value =
@@ -254,20 +316,31 @@ impl Error {
     /// The one mapping from an error to the response the client sees.
     pub fn to_response(&self) -> Response<Body> {
         let status = self.status();
+        let message = self.to_string();
+        let (error, error_description) = match self {
+            Error::OAuth(e) => (e.rfc_code(), Some(message.as_str())),
+            _ => (Self::kind(status), None),
+        };
         let json =
-            serde_json::to_vec(&ErrorBody { error: Self::kind(status), code: self.code(), message: self.to_string() })
+            serde_json::to_vec(&ErrorBody { error, code: self.code(), message: message.clone(), error_description })
                 .expect("error body serialises");
         let mut resp = Response::new(body::full(Bytes::from(json)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Error::OAuth(_) = self {
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        }
         if let Some(value) = self.www_authenticate()
             && let Ok(v) = HeaderValue::from_str(&value)
         {
             h.insert(header::WWW_AUTHENTICATE, v);
         }
-        if let Error::RateLimited { retry_after } | Error::Api(ApiError::AccountLocked { retry_after }) = self {
+        if let Error::RateLimited { retry_after }
+        | Error::Auth(AuthError::Throttled { retry_after })
+        | Error::Api(ApiError::AccountLocked { retry_after }) = self
+        {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }

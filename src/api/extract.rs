@@ -82,10 +82,16 @@ pub struct Caller(pub Arc<Principal>);
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let principal =
-            crate::proxy::identify::identify(&app.auth, &parts.headers).await?.ok_or(AuthError::MissingCredentials)?;
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
+        let principal = crate::proxy::identify::identify(&app.auth, &parts.headers, ip)
+            .await?
+            .ok_or(AuthError::MissingCredentials)?;
         let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());
-        if own != Some(principal.issuer.as_str()) {
+        // A user's session only: a key cannot mint keys, and a client token has no user.
+        if own != Some(principal.issuer.as_str())
+            || principal.method != crate::auth::principal::AuthMethod::Jwt
+            || principal.kind != crate::auth::principal::PrincipalKind::User
+        {
             return Err(AuthError::InvalidToken("this endpoint takes a Gatehouse access token".into()).into());
         }
         Ok(Caller(principal))

@@ -55,6 +55,8 @@ pub struct JwtVerifier {
     mapped_claims: Vec<Vec<String>>,
     max_value_bytes: usize,
     revocations: Arc<Revocations>,
+    /// Gatehouse's own issuer: its tokens with `gty = client_credentials` prove a client.
+    own_issuer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +65,9 @@ struct JoseHeader {
     kid: Option<String>,
     crit: Option<Value>,
 }
+
+/// The `gty` claim of the tokens the client-credentials grant issues.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 fn invalid(reason: impl Into<Cow<'static, str>>) -> AuthError {
     AuthError::InvalidToken(reason.into())
@@ -82,6 +87,7 @@ impl JwtVerifier {
             mapped_claims: config.headers.claims.iter().map(|(path, _)| path.clone()).collect(),
             max_value_bytes: config.headers.max_value_bytes,
             revocations,
+            own_issuer: config.tokens.as_ref().map(|t| t.issuer.clone()),
         }
     }
 
@@ -228,10 +234,17 @@ impl JwtVerifier {
         };
         let mapped_claims: Vec<Option<String>> =
             self.mapped_claims.iter().map(|path| lookup(claims, path).and_then(header_string)).collect();
+        let client = self.own_issuer.as_deref() == Some(issuer.name.as_str())
+            && claims.get("gty").and_then(Value::as_str) == Some(CLIENT_CREDENTIALS);
+        let (kind, method) = if client {
+            (PrincipalKind::Client, AuthMethod::ClientCredentials)
+        } else {
+            (PrincipalKind::User, AuthMethod::Jwt)
+        };
         let principal = Principal {
             subject,
-            kind: PrincipalKind::User,
-            method: AuthMethod::Jwt,
+            kind,
+            method,
             email: scalar(&paths.email),
             name: scalar(&paths.name),
             roles,

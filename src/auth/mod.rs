@@ -1,6 +1,7 @@
 //! Verification primitives: JWT checking against cached key sets, the keys themselves,
 //! Gatehouse's own signing key, and the [`principal::Principal`] a credential proves.
 
+pub mod api_key;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
@@ -12,6 +13,7 @@ pub mod signing;
 
 use std::sync::Arc;
 
+use api_key::ApiKeys;
 use jwks::KeySet;
 use jwt::{Issuer, JwtVerifier};
 
@@ -26,6 +28,8 @@ pub struct Auth {
     /// Gatehouse's own keys, when `[tokens]` is configured.
     pub own: Option<Arc<OwnKeys>>,
     pub revocations: Arc<Revocations>,
+    /// API keys and PATs, when `[tokens]` (and so the store) is configured.
+    pub keys: Option<Arc<ApiKeys>>,
     store: Option<Arc<dyn Store>>,
 }
 
@@ -67,16 +71,29 @@ impl Auth {
             });
         }
         let revocations = Arc::new(Revocations::new(config.tokens.as_ref().map(|t| t.issuer.clone())));
-        Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), own, revocations, store })
+        let keys = match (&store, &config.tokens) {
+            (Some(store), Some(tokens)) => {
+                Some(Arc::new(ApiKeys::build(config, tokens.issuer.clone(), store.clone(), revocations.clone()).await?))
+            }
+            _ => None,
+        };
+        Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), own, revocations, keys, store })
     }
 
     /// Starts the tasks that keep remote and file key sets fresh and follow revocations.
     pub fn spawn_maintenance(&self, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<_> = self.jwt.issuers().iter().map(|i| tokio::spawn(i.keys.clone().maintain())).collect();
         if let (Some(store), Some(tokens)) = (&self.store, &config.tokens) {
-            let max_life = tokens.access_ttl.as_secs() as i64 + config.jwt.leeway.as_secs() as i64;
+            // Client-credential tokens may outlive user access tokens: a subject-wide cut-off
+            // must be kept as long as the longer of the two.
+            let longest = tokens.access_ttl.max(config.clients.token_ttl);
+            let max_life = longest.as_secs() as i64 + config.jwt.leeway.as_secs() as i64;
             let every = std::time::Duration::from_millis(500);
             tasks.push(tokio::spawn(self.revocations.clone().follow(store.clone(), every, max_life)));
+        }
+        if let Some(keys) = &self.keys {
+            tasks.push(tokio::spawn(keys.clone().flush_usage()));
+            tasks.push(tokio::spawn(keys.limiter().prune()));
         }
         if let (Some(own), Some(issuer)) = (&self.own, self.jwt.issuers().first()) {
             // Gatehouse's own issuer is always the first one.

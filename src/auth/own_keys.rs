@@ -78,26 +78,32 @@ impl OwnKeys {
 
     /// The secret refresh-token children are derived from: stable across key rotations.
     pub async fn refresh_secret(&self) -> anyhow::Result<[u8; 32]> {
-        let Some(store) = &self.store else {
-            return Ok(self.ring().signing.derive_secret(b"gatehouse refresh-token children v1"));
-        };
-        let mut rows = store.signing_keys().await?;
-        if !rows.iter().any(|k| k.algorithm == REFRESH_SECRET) {
-            let secret = super::signing::SigningKey::generate_bytes(jsonwebtoken::Algorithm::HS256)
-                .map_err(anyhow::Error::msg)?;
-            let row = StoredKey {
-                kid: REFRESH_SECRET.into(),
-                algorithm: REFRESH_SECRET.into(),
-                private_key: String::from_utf8(secret).expect("base64 is ASCII"),
-                created_at: now_secs() as i64,
-                retired_at: None,
-            };
-            rows = store.insert_signing_key_if_none(&row).await?;
+        match &self.store {
+            Some(store) => stored_secret(store.as_ref(), REFRESH_SECRET).await,
+            None => Ok(self.ring().signing.derive_secret(b"gatehouse refresh-token children v1")),
         }
-        let row = rows.iter().find(|k| k.algorithm == REFRESH_SECRET).expect("just ensured");
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, row.private_key.as_bytes());
-        Ok(digest.as_ref().try_into().expect("32 bytes"))
     }
+}
+
+/// A 32-byte secret kept in the store under `name` (created by the first replica to ask),
+/// so every replica derives the same values from it.
+pub async fn stored_secret(store: &dyn Store, name: &str) -> anyhow::Result<[u8; 32]> {
+    let mut rows = store.signing_keys().await?;
+    if !rows.iter().any(|k| k.algorithm == name) {
+        let secret =
+            super::signing::SigningKey::generate_bytes(jsonwebtoken::Algorithm::HS256).map_err(anyhow::Error::msg)?;
+        let row = StoredKey {
+            kid: name.into(),
+            algorithm: name.into(),
+            private_key: String::from_utf8(secret).expect("base64 is ASCII"),
+            created_at: now_secs() as i64,
+            retired_at: None,
+        };
+        rows = store.insert_signing_key_if_none(&row).await?;
+    }
+    let row = rows.iter().find(|k| k.algorithm == name).expect("just ensured");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, row.private_key.as_bytes());
+    Ok(digest.as_ref().try_into().expect("32 bytes"))
 }
 
 /// Loads the live keys of the configured algorithm, generating the first one if none exists.

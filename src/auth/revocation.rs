@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::principal::Principal;
+use super::principal::{AuthMethod, Principal};
 use crate::store::{Revocation, Store};
 
 #[derive(Default)]
@@ -54,7 +54,11 @@ impl Revocations {
         if p.token_id.as_ref().is_some_and(|jti| sets.tokens.contains_key(jti)) {
             return true;
         }
-        if self.own_issuer.as_deref() != Some(p.issuer.as_str()) {
+        // Sessions and user-wide cut-offs concern signed tokens; an API key or PAT lives on
+        // through a password reset and dies only by its own revocation.
+        if self.own_issuer.as_deref() != Some(p.issuer.as_str())
+            || !matches!(p.method, AuthMethod::Jwt | AuthMethod::ClientCredentials)
+        {
             return false;
         }
         if p.session_id.as_ref().is_some_and(|sid| sets.sessions.contains_key(sid)) {

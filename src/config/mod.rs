@@ -37,7 +37,53 @@ pub struct Config {
     pub forward_auth: ForwardAuthConfig,
     pub accounts: AccountsConfig,
     pub smtp: Option<SmtpConfig>,
+    pub api_keys: ApiKeysConfig,
+    pub clients: ClientsConfig,
     pub log: LogConfig,
+}
+
+/// API keys and personal access tokens: how they look, where they are read, how they are
+/// cached, and how many a user may hold.
+#[derive(Debug, Clone)]
+pub struct ApiKeysConfig {
+    /// The request header that carries a key (besides `Authorization: Bearer`).
+    pub header: HeaderName,
+    pub prefix: String,
+    pub pat_prefix: String,
+    /// The HMAC pepper; without it the pepper is kept in the store.
+    pub pepper_file: Option<PathBuf>,
+    pub cache_capacity: u64,
+    pub cache_ttl: Duration,
+    pub negative_cache_capacity: u64,
+    pub negative_cache_ttl: Duration,
+    /// Store lookups (cache misses) allowed per client IP and minute.
+    pub lookups_per_minute: u32,
+    /// How often `last_used_at` is written, for every key used since.
+    pub last_used_interval: Duration,
+    pub max_api_keys: i64,
+    /// PATs per user for roles not in `pat_limits`.
+    pub max_pats: i64,
+    /// role -> how many PATs a user of that role may hold.
+    pub pat_limits: BTreeMap<String, i64>,
+    pub pat_default_days: i64,
+    pub max_days: i64,
+    /// Pass the key header on to the upstream.
+    pub forward_header: bool,
+}
+
+impl ApiKeysConfig {
+    pub fn pat_limit(&self, role: &str) -> i64 {
+        self.pat_limits.get(role).copied().unwrap_or(self.max_pats)
+    }
+}
+
+/// OAuth2 clients of the client-credentials grant.
+#[derive(Debug, Clone)]
+pub struct ClientsConfig {
+    pub token_ttl: Duration,
+    pub secret_prefix: String,
+    /// A client holding this scope may introspect and revoke any token, not only its own.
+    pub admin_scope: String,
 }
 
 /// Mail delivery for password resets.
@@ -70,6 +116,8 @@ pub struct AccountsConfig {
     /// Password hashes computed at once (each holds ~19 MiB).
     pub hash_concurrency: usize,
     pub max_body_bytes: usize,
+    /// Users of this role may manage OAuth2 clients through the API.
+    pub admin_role: String,
 }
 
 #[derive(Debug, Clone)]
@@ -430,6 +478,11 @@ impl Validator {
             self.problem("forward_auth.path", "must start with `/`");
         }
         let accounts = self.accounts(&raw.accounts);
+        let api_keys = self.api_keys(&raw.api_keys);
+        let clients = self.clients(&raw.clients);
+        if clients.secret_prefix == api_keys.prefix || clients.secret_prefix == api_keys.pat_prefix {
+            self.problem("clients.secret_prefix", "must differ from api_keys.prefix and api_keys.pat_prefix");
+        }
         let smtp = raw.smtp.as_ref().and_then(|r| {
             let url = r.url.clone().filter(|u| u.starts_with("smtp://") || u.starts_with("smtps://"));
             if url.is_none() {
@@ -469,6 +522,8 @@ impl Validator {
             forward_auth,
             accounts,
             smtp,
+            api_keys,
+            clients,
             log,
         })
     }
@@ -502,6 +557,96 @@ impl Validator {
                 1024,
             ) as usize,
             max_body_bytes: self.positive("accounts.max_body_bytes", raw.max_body_bytes, 64 * 1024, 1 << 20) as usize,
+            admin_role: raw.admin_role.clone().unwrap_or_else(|| "admin".into()),
+        }
+    }
+
+    /// A credential prefix: a letter, then letters, digits or `_`, not ending in `_`.
+    fn credential_prefix(&mut self, key: &str, value: &Option<String>, default: &str) -> String {
+        let prefix = value.clone().unwrap_or_else(|| default.into());
+        let ok = prefix.len() <= 16
+            && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !prefix.ends_with('_')
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            self.problem(
+                key,
+                format!("`{prefix}` must be 1-16 letters, digits or `_`, start with a letter, not end in `_`"),
+            );
+        }
+        prefix
+    }
+
+    fn api_keys(&mut self, raw: &raw::RawApiKeys) -> ApiKeysConfig {
+        let header =
+            self.header("api_keys.header", &raw.header, "X-API-KEY").unwrap_or(HeaderName::from_static("x-api-key"));
+        if header == http::header::AUTHORIZATION || header == http::header::COOKIE || header == http::header::HOST {
+            self.problem("api_keys.header", format!("`{header}` cannot carry API keys"));
+        }
+        let prefix = self.credential_prefix("api_keys.prefix", &raw.prefix, "gk");
+        let pat_prefix = self.credential_prefix("api_keys.pat_prefix", &raw.pat_prefix, "gpat");
+        if prefix == pat_prefix {
+            self.problem("api_keys.pat_prefix", "must differ from api_keys.prefix");
+        }
+        let mut pat_limits = BTreeMap::new();
+        for (role, &n) in &raw.pat_limits {
+            if !(0..=10_000).contains(&n) {
+                self.problem(format!("api_keys.pat_limits.{role}"), format!("{n} is out of range (0 to 10000)"));
+            }
+            pat_limits.insert(role.clone(), n);
+        }
+        let max_pats = match raw.max_pats {
+            Some(n) if !(0..=10_000).contains(&n) => {
+                self.problem("api_keys.max_pats", format!("{n} is out of range (0 to 10000)"));
+                10
+            }
+            Some(n) => n,
+            None => 10,
+        };
+        let max_days = self.positive("api_keys.max_days", raw.max_days, 3650, 36_500) as i64;
+        let pat_default_days = self.positive("api_keys.pat_default_days", raw.pat_default_days, 90, 36_500) as i64;
+        if pat_default_days > max_days {
+            self.problem("api_keys.pat_default_days", "is larger than api_keys.max_days");
+        }
+        ApiKeysConfig {
+            header,
+            prefix,
+            pat_prefix,
+            pepper_file: raw.pepper_file.as_deref().map(PathBuf::from),
+            cache_capacity: self.positive("api_keys.cache_capacity", raw.cache_capacity, 100_000, 100_000_000),
+            cache_ttl: self.duration("api_keys.cache_ttl", &raw.cache_ttl, Duration::from_secs(60)),
+            negative_cache_capacity: self.positive(
+                "api_keys.negative_cache_capacity",
+                raw.negative_cache_capacity,
+                100_000,
+                100_000_000,
+            ),
+            negative_cache_ttl: self.duration(
+                "api_keys.negative_cache_ttl",
+                &raw.negative_cache_ttl,
+                Duration::from_secs(10),
+            ),
+            lookups_per_minute: self.positive("api_keys.lookups_per_minute", raw.lookups_per_minute, 60, 1_000_000)
+                as u32,
+            last_used_interval: self.duration(
+                "api_keys.last_used_interval",
+                &raw.last_used_interval,
+                Duration::from_secs(30),
+            ),
+            max_api_keys: self.positive("api_keys.max_api_keys", raw.max_api_keys, 100, 100_000) as i64,
+            max_pats,
+            pat_limits,
+            pat_default_days,
+            max_days,
+            forward_header: raw.forward_header.unwrap_or(false),
+        }
+    }
+
+    fn clients(&mut self, raw: &raw::RawClients) -> ClientsConfig {
+        ClientsConfig {
+            token_ttl: self.duration("clients.token_ttl", &raw.token_ttl, Duration::from_secs(3600)),
+            secret_prefix: self.credential_prefix("clients.secret_prefix", &raw.secret_prefix, "gcs"),
+            admin_scope: raw.admin_scope.clone().unwrap_or_else(|| "gatehouse:admin".into()),
         }
     }
 

@@ -29,6 +29,10 @@ pub struct RawConfig {
     pub accounts: RawAccounts,
     pub smtp: Option<RawSmtp>,
     #[serde(default)]
+    pub api_keys: RawApiKeys,
+    #[serde(default)]
+    pub clients: RawClients,
+    #[serde(default)]
     pub log: RawLog,
 }
 
@@ -173,6 +177,35 @@ pub struct RawAccounts {
     pub mail_outbox: Option<String>,
     pub hash_concurrency: Option<i64>,
     pub max_body_bytes: Option<i64>,
+    pub admin_role: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawApiKeys {
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    pub pat_prefix: Option<String>,
+    pub pepper_file: Option<String>,
+    pub cache_capacity: Option<i64>,
+    pub cache_ttl: Option<String>,
+    pub negative_cache_capacity: Option<i64>,
+    pub negative_cache_ttl: Option<String>,
+    pub lookups_per_minute: Option<i64>,
+    pub last_used_interval: Option<String>,
+    pub max_api_keys: Option<i64>,
+    pub max_pats: Option<i64>,
+    #[serde(default)]
+    pub pat_limits: BTreeMap<String, i64>,
+    pub pat_default_days: Option<i64>,
+    pub max_days: Option<i64>,
+    pub forward_header: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawClients {
+    pub token_ttl: Option<String>,
+    pub secret_prefix: Option<String>,
+    pub admin_scope: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -99,7 +99,7 @@ async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<R
     log.path = Some(original.path.clone());
     log.method = original.method.clone();
     let access = app.config.routes.access(&original.host, &original.method, &original.path);
-    let principal = match identify::identify(&app.auth, req.headers()).await {
+    let principal = match identify::identify(&app.auth, req.headers(), log.client_ip).await {
         Ok(p) => p,
         Err(_) if *access == Access::Public => None,
         Err(e) => return Err(e.into()),

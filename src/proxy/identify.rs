@@ -1,28 +1,60 @@
 //! Stage 1, authenticate: find the credential a request carries and turn it into a
 //! verified [`Principal`] (or say why not). No credential at all is `Ok(None)`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Auth;
 use crate::auth::principal::Principal;
 use crate::error::AuthError;
 
-pub async fn identify(auth: &Auth, headers: &HeaderMap) -> Result<Option<Arc<Principal>>, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
+/// A request carries at most one credential: a Bearer token (JWT, or an API key or PAT
+/// recognised by its prefix) or an API key header. `client_ip` bounds the store lookups that
+/// unknown API keys cause.
+pub async fn identify(
+    auth: &Auth,
+    headers: &HeaderMap,
+    client_ip: IpAddr,
+) -> Result<Option<Arc<Principal>>, AuthError> {
+    let key_header = match &auth.keys {
+        Some(keys) => single(headers, keys.header())?,
+        None => None,
     };
-    if values.next().is_some() {
-        // Two Authorization headers: which one an upstream would read is anyone's guess.
-        return Err(AuthError::InvalidToken("more than one Authorization header".into()));
+    match (key_header, single(headers, &AUTHORIZATION)?) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => {
+            Err(AuthError::InvalidToken("send either an API key header or an Authorization header, not both".into()))
+        }
+        (Some(value), None) => {
+            let keys = auth.keys.as_ref().expect("read only with keys");
+            let key = value.to_str().map_err(|_| AuthError::InvalidToken("the API key header is not ASCII".into()))?;
+            keys.verify(key.trim_matches(' '), client_ip).await.map(Some)
+        }
+        (None, Some(value)) => {
+            let value =
+                value.to_str().map_err(|_| AuthError::InvalidToken("the Authorization header is not ASCII".into()))?;
+            let token = bearer(value)
+                .ok_or_else(|| AuthError::InvalidToken("the Authorization header is not `Bearer <token>`".into()))?;
+            match &auth.keys {
+                Some(keys) if keys.recognises(token) => keys.verify(token, client_ip).await.map(Some),
+                _ => auth.jwt.verify(token).await.map(Some),
+            }
+        }
     }
-    let value = value.to_str().map_err(|_| AuthError::InvalidToken("the Authorization header is not ASCII".into()))?;
-    let token = bearer(value)
-        .ok_or_else(|| AuthError::InvalidToken("the Authorization header is not `Bearer <token>`".into()))?;
-    auth.jwt.verify(token).await.map(Some)
+}
+
+/// The one value of a credential header; two copies are refused, since which one an
+/// upstream would read is anyone's guess.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a HeaderValue>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::InvalidToken(format!("more than one {name} header").into()));
+    }
+    Ok(first)
 }
 
 /// The token of a `Bearer` credential (scheme case-insensitive, RFC 6750 §2.1).

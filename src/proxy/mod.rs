@@ -88,7 +88,7 @@ async fn proxy(
     let host = request_host(&req);
     let access = app.config.routes.access(&host, req.method(), &path);
 
-    let principal = match identify::identify(&app.auth, req.headers()).await {
+    let principal = match identify::identify(&app.auth, req.headers(), log.client_ip).await {
         Ok(p) => p,
         // On a public route a bad credential is ignored: the caller is simply anonymous.
         Err(_) if *access == Access::Public => None,
@@ -102,6 +102,11 @@ async fn proxy(
     }
     if !headers_cfg.forward_authorization {
         req.headers_mut().remove(header::AUTHORIZATION);
+    }
+    if let Some(keys) = &app.auth.keys
+        && !app.config.api_keys.forward_header
+    {
+        req.headers_mut().remove(keys.header());
     }
     if let Ok(v) = HeaderValue::from_str(&log.request_id) {
         req.headers_mut().insert(respond::X_REQUEST_ID.clone(), v);

@@ -18,6 +18,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// The owner already holds as many live keys of this kind as allowed.
+    #[error("limit of {0} reached")]
+    LimitReached(i64),
     #[error("database error: {0}")]
     Database(String),
 }
@@ -162,6 +165,72 @@ pub struct StoredKey {
     pub retired_at: Option<i64>,
 }
 
+/// Which kind of long-lived user credential a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    ApiKey,
+    Pat,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::ApiKey => "api_key",
+            KeyKind::Pat => "pat",
+        }
+    }
+
+    fn parse(s: &str) -> Option<KeyKind> {
+        match s {
+            "api_key" => Some(KeyKind::ApiKey),
+            "pat" => Some(KeyKind::Pat),
+            _ => None,
+        }
+    }
+}
+
+/// An API key or PAT as stored: never the secret, only its keyed digest.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub id: String,
+    pub kind: KeyKind,
+    pub user_id: String,
+    pub name: String,
+    /// A public slice of the secret, unique, by which the key is found.
+    pub lookup: String,
+    pub digest: Vec<u8>,
+    /// The secret's first characters, for people to tell keys apart.
+    pub display: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A key found for verification, with what its owner's identity headers need.
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub key: ApiKey,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub team_id: Option<String>,
+}
+
+/// An OAuth2 client of the client-credentials grant.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub secret_digest: Vec<u8>,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    /// The admin who created it (`None` from the command line).
+    pub created_by: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: NewUser) -> Result<User>;
@@ -203,4 +272,29 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>>;
     /// Retires the live keys of `key`'s algorithm at `retire_at` and stores `key`.
     async fn rotate_signing_key(&self, key: &StoredKey, retire_at: i64) -> Result<()>;
+
+    /// Stores a key unless its owner already holds `limit` live keys of its kind
+    /// ([`StoreError::LimitReached`]); the check and the insert are one step per owner.
+    async fn create_api_key(&self, key: &ApiKey, limit: Option<i64>, now: i64) -> Result<()>;
+    /// The owner's keys of one kind that are not revoked, newest first.
+    async fn api_keys_of(&self, user_id: &str, kind: KeyKind) -> Result<Vec<ApiKey>>;
+    /// The key with this lookup slice, revoked or expired included, with its owner.
+    async fn api_key_by_lookup(&self, lookup: &str) -> Result<Option<KeyOwner>>;
+    /// Revokes a live key (of `user_id` when given) and announces it to every replica until
+    /// `until`; returns the revoked key, `None` when there was no such live key.
+    async fn revoke_api_key(&self, id: &str, user_id: Option<&str>, now: i64, until: i64) -> Result<Option<ApiKey>>;
+    /// Records when keys were last used, many at once.
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
+
+    async fn create_client(&self, client: &Client) -> Result<()>;
+    async fn client_by_id(&self, id: &str) -> Result<Option<Client>>;
+    /// Clients that are not revoked, oldest first.
+    async fn clients(&self) -> Result<Vec<Client>>;
+    /// Revokes a client; its tokens issued before `now` are announced as revoked. False when
+    /// there was no such live client.
+    async fn revoke_client(&self, id: &str, now: i64) -> Result<bool>;
+
+    /// Statements run so far, by operation: for `/metrics` and for tests that prove a code
+    /// path makes no query.
+    fn query_counts(&self) -> Vec<(&'static str, u64)>;
 }

@@ -39,6 +39,7 @@ impl Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     pub dialect: Dialect,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// How far back each revocation poll re-reads (see `revocations_after`).
@@ -76,11 +77,16 @@ impl SqlStore {
         };
         let pool = options.connect(&url).await.map_err(|e| anyhow::anyhow!("store.url: cannot connect: {e}"))?;
         dialect.migrator().run(&pool).await.map_err(|e| anyhow::anyhow!("store: migrations failed: {e}"))?;
-        Ok(SqlStore { pool, dialect })
+        Ok(SqlStore { pool, dialect, calls: Default::default() })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Counts one call of a store operation (see [`Store::query_counts`]).
+    fn count(&self, op: &'static str) {
+        *self.calls.lock().expect("call counter").entry(op).or_default() += 1;
     }
 }
 
@@ -126,6 +132,43 @@ fn user_from(row: &AnyRow) -> Result<User> {
     })
 }
 
+const KEY_COLUMNS: &str =
+    "id, kind, user_id, name, lookup, digest, display, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+fn key_from(row: &AnyRow) -> Result<ApiKey> {
+    let kind: String = row.try_get("kind")?;
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        kind: KeyKind::parse(&kind).ok_or_else(|| StoreError::Database(format!("unknown key kind `{kind}`")))?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        lookup: row.try_get("lookup")?,
+        digest: row.try_get("digest")?,
+        display: row.try_get("display")?,
+        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const CLIENT_COLUMNS: &str = "id, name, secret_digest, scopes, created_at, created_by, revoked_at";
+
+fn client_from(row: &AnyRow) -> Result<Client> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(Client {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_digest: row.try_get("secret_digest")?,
+        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
 fn norm(s: &str) -> String {
     s.trim().to_lowercase()
 }
@@ -133,6 +176,7 @@ fn norm(s: &str) -> String {
 #[async_trait]
 impl Store for SqlStore {
     async fn create_user(&self, u: NewUser) -> Result<User> {
+        self.count("create_user");
         let sql = format!(
             "INSERT INTO users (id, email, email_norm, username, username_norm, name, first_name, last_name, phone, profile, \
              password_hash, role, permissions, team_id, sessions_valid_after, created_at, updated_at) \
@@ -160,18 +204,21 @@ impl Store for SqlStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
+        self.count("user_by_id");
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from).transpose()
     }
 
     async fn user_by_login(&self, identifier: &str) -> Result<Option<User>> {
+        self.count("user_by_login");
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_norm = $1 OR username_norm = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(norm(identifier)).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from).transpose()
     }
 
     async fn update_profile(&self, id: &str, update: &ProfileUpdate, now: i64) -> Result<User> {
+        self.count("update_profile");
         let current = self.user_by_id(id).await?.ok_or(StoreError::NotFound)?;
         let pick = |new: &Option<Option<String>>, old: &Option<String>| new.clone().unwrap_or_else(|| old.clone());
         let username = pick(&update.username, &current.username);
@@ -206,6 +253,7 @@ impl Store for SqlStore {
     }
 
     async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: Option<i64>) -> Result<Vec<String>> {
+        self.count("set_password");
         let mut ended = Vec::new();
         let mut tx = self.pool.begin().await?;
         if let Some(access_ttl) = end_sessions {
@@ -258,11 +306,13 @@ impl Store for SqlStore {
     }
 
     async fn touch_login(&self, id: &str, now: i64) -> Result<()> {
+        self.count("touch_login");
         sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(id).bind(now).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn insert_refresh(&self, t: &NewRefresh) -> Result<()> {
+        self.count("insert_refresh");
         sqlx::query(
             "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, parent_id, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -280,6 +330,7 @@ impl Store for SqlStore {
     }
 
     async fn use_refresh(&self, hash: &[u8], now: i64, grace_secs: i64, access_ttl: i64) -> Result<RefreshUse> {
+        self.count("use_refresh");
         // The conditional UPDATE is the serialisation point: of two concurrent uses of one
         // token, exactly one sees `used_at IS NULL`.
         let won = sqlx::query(
@@ -338,6 +389,7 @@ impl Store for SqlStore {
     }
 
     async fn revoke_family(&self, family_id: &str, now: i64, access_ttl: i64) -> Result<()> {
+        self.count("revoke_family");
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
             .bind(family_id)
@@ -355,6 +407,7 @@ impl Store for SqlStore {
     }
 
     async fn revoke_token(&self, jti: &str, until: i64, now: i64) -> Result<()> {
+        self.count("revoke_token");
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
@@ -375,6 +428,7 @@ impl Store for SqlStore {
     }
 
     async fn revocations_after(&self, since: i64, now: i64) -> Result<(Vec<Revocation>, i64)> {
+        self.count("revocations_after");
         // By time, not by id: ids are handed out before commit, so a slower transaction can
         // commit a lower id after a higher one was read. Re-reading a few seconds of events
         // is harmless (applying one twice changes nothing) and catches those late commits.
@@ -400,6 +454,7 @@ impl Store for SqlStore {
     }
 
     async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()> {
+        self.count("create_reset");
         sqlx::query(
             "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
@@ -413,6 +468,7 @@ impl Store for SqlStore {
     }
 
     async fn consume_reset(&self, hash: &[u8], now: i64) -> Result<Option<String>> {
+        self.count("consume_reset");
         let row = sqlx::query(
             "UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
         )
@@ -424,6 +480,7 @@ impl Store for SqlStore {
     }
 
     async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>> {
+        self.count("locked_until");
         let row = sqlx::query("SELECT locked_until FROM lockouts WHERE identifier = $1 AND locked_until > $2")
             .bind(identifier)
             .bind(now)
@@ -433,6 +490,7 @@ impl Store for SqlStore {
     }
 
     async fn record_failure(&self, identifier: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>> {
+        self.count("record_failure");
         // One atomic upsert: parallel failures each add one, and the one reaching the
         // threshold sets the lock. A finished lock, or a failure streak older than a lock
         // period, starts counting afresh.
@@ -460,11 +518,13 @@ impl Store for SqlStore {
     }
 
     async fn clear_failures(&self, identifier: &str) -> Result<()> {
+        self.count("clear_failures");
         sqlx::query("DELETE FROM lockouts WHERE identifier = $1").bind(identifier).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn audit_login(&self, a: &LoginAttempt) -> Result<()> {
+        self.count("audit_login");
         sqlx::query(
             "INSERT INTO login_attempts (at, client_ip, identifier, user_id, outcome) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -479,6 +539,7 @@ impl Store for SqlStore {
     }
 
     async fn login_attempts(&self, identifier: &str) -> Result<Vec<LoginAttempt>> {
+        self.count("login_attempts");
         let rows = sqlx::query(
             "SELECT at, client_ip, identifier, user_id, outcome FROM login_attempts WHERE identifier = $1 ORDER BY id",
         )
@@ -506,6 +567,7 @@ impl Store for SqlStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        self.count("signing_keys");
         let rows = sqlx::query(
             "SELECT kid, algorithm, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
         )
@@ -525,6 +587,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>> {
+        self.count("insert_signing_key_if_none");
         // The partial unique index admits one live key per algorithm, so replicas starting
         // together agree on one: the losers' inserts do nothing.
         sqlx::query(
@@ -541,6 +604,7 @@ impl Store for SqlStore {
     }
 
     async fn rotate_signing_key(&self, key: &StoredKey, retire_at: i64) -> Result<()> {
+        self.count("rotate_signing_key");
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE algorithm = $2 AND retired_at IS NULL")
             .bind(retire_at)
@@ -556,5 +620,180 @@ impl Store for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+    async fn create_api_key(&self, k: &ApiKey, limit: Option<i64>, now: i64) -> Result<()> {
+        self.count("create_api_key");
+        let mut tx = self.pool.begin().await?;
+        if let Some(limit) = limit {
+            // Writing the owner's row first takes its lock (a write lock on SQLite), so two
+            // concurrent creations count one after the other and cannot both slip under it.
+            let owner = sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+                .bind(&k.user_id)
+                .execute(&mut *tx)
+                .await?;
+            if owner.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let live: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM api_keys WHERE user_id = $1 AND kind = $2 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $3)",
+            )
+            .bind(&k.user_id)
+            .bind(k.kind.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if live >= limit {
+                return Err(StoreError::LimitReached(limit));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, kind, user_id, name, lookup, digest, display, scopes, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&k.id)
+        .bind(k.kind.as_str())
+        .bind(&k.user_id)
+        .bind(&k.name)
+        .bind(&k.lookup)
+        .bind(&k.digest)
+        .bind(&k.display)
+        .bind(serde_json::to_string(&k.scopes).expect("strings serialise"))
+        .bind(k.created_at)
+        .bind(k.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api_keys_of(&self, user_id: &str, kind: KeyKind) -> Result<Vec<ApiKey>> {
+        self.count("api_keys_of");
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND kind = $2 AND revoked_at IS NULL \
+             ORDER BY created_at DESC, id"
+        );
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).bind(kind.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(key_from).collect()
+    }
+
+    async fn api_key_by_lookup(&self, lookup: &str) -> Result<Option<KeyOwner>> {
+        self.count("api_key_by_lookup");
+        let columns = KEY_COLUMNS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {columns}, u.email AS owner_email, u.name AS owner_name, u.role AS owner_role, \
+             u.team_id AS owner_team_id FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.lookup = $1"
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(lookup).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        Ok(Some(KeyOwner {
+            key: key_from(&row)?,
+            email: row.try_get("owner_email")?,
+            name: row.try_get("owner_name")?,
+            role: row.try_get("owner_role")?,
+            team_id: row.try_get("owner_team_id")?,
+        }))
+    }
+
+    async fn revoke_api_key(&self, id: &str, user_id: Option<&str>, now: i64, until: i64) -> Result<Option<ApiKey>> {
+        self.count("revoke_api_key");
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
+             AND ($3 IS NULL OR user_id = $3) RETURNING {KEY_COLUMNS}"
+        );
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(now).bind(user_id).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        // Announced like a revoked access token: replicas refuse this id from their caches.
+        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'token', $2, $3)")
+            .bind(now)
+            .bind(id)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        key_from(&row).map(Some)
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        self.count("touch_api_keys");
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in used {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_client(&self, c: &Client) -> Result<()> {
+        self.count("create_client");
+        sqlx::query(
+            "INSERT INTO clients (id, name, secret_digest, scopes, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.secret_digest)
+        .bind(serde_json::to_string(&c.scopes).expect("strings serialise"))
+        .bind(c.created_at)
+        .bind(&c.created_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn client_by_id(&self, id: &str) -> Result<Option<Client>> {
+        self.count("client_by_id");
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>> {
+        self.count("clients");
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE revoked_at IS NULL ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(client_from).collect()
+    }
+
+    async fn revoke_client(&self, id: &str, now: i64) -> Result<bool> {
+        self.count("revoke_client");
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The client's tokens carry `sub` = client id: a subject-wide cut-off voids every one
+        // issued up to and including this second (no new one can be issued after it).
+        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'user', $2, $3)")
+            .bind(now)
+            .bind(id)
+            .bind(now + 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    fn query_counts(&self) -> Vec<(&'static str, u64)> {
+        self.calls.lock().expect("call counter").iter().map(|(k, v)| (*k, *v)).collect()
     }
 }
