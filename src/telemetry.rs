@@ -115,6 +115,11 @@ struct IssuerLabels {
     issuer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
 /// Prometheus metrics. Label sets are small and fixed (status x error code, issuers).
 pub struct Metrics {
     registry: Registry,
@@ -122,6 +127,8 @@ pub struct Metrics {
     latency: Histogram,
     jwks_fetches: Family<IssuerLabels, Gauge>,
     jwks_ready: Family<IssuerLabels, Gauge>,
+    store_operations: Family<OpLabels, Gauge>,
+    api_key_cache: Gauge,
 }
 
 impl Default for Metrics {
@@ -141,7 +148,11 @@ impl Metrics {
         registry.register("jwks_fetches", "JWKS documents fetched per issuer since start", jwks_fetches.clone());
         let jwks_ready = Family::<IssuerLabels, Gauge>::default();
         registry.register("jwks_ready", "1 when the issuer's key set is loaded and fresh", jwks_ready.clone());
-        Metrics { registry, requests, latency, jwks_fetches, jwks_ready }
+        let store_operations = Family::<OpLabels, Gauge>::default();
+        registry.register("store_operations", "Store operations run since start, by operation", store_operations.clone());
+        let api_key_cache = Gauge::default();
+        registry.register("api_key_cache_entries", "API keys and PATs held in the lookup cache", api_key_cache.clone());
+        Metrics { registry, requests, latency, jwks_fetches, jwks_ready, store_operations, api_key_cache }
     }
 
     pub fn observe(&self, log: &AccessLog, elapsed: Duration) {
@@ -155,6 +166,14 @@ impl Metrics {
             let labels = IssuerLabels { issuer: issuer.name.clone() };
             self.jwks_fetches.get_or_create(&labels).set(issuer.keys.fetches.load(Ordering::Relaxed) as i64);
             self.jwks_ready.get_or_create(&labels).set(i64::from(issuer.keys.is_ready()));
+        }
+        if let Some(store) = auth.store() {
+            for (op, n) in store.query_counts() {
+                self.store_operations.get_or_create(&OpLabels { op }).set(n as i64);
+            }
+        }
+        if let Some(keys) = &auth.keys {
+            self.api_key_cache.set(keys.cached() as i64);
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");

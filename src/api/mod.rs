@@ -2,6 +2,7 @@
 //! metrics, the public keys of its own tokens, forward-auth, and the auth API (one file
 //! per resource, routed by axum).
 
+pub mod api_keys;
 pub mod extract;
 pub mod login;
 pub mod logout;
@@ -14,7 +15,7 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::json;
@@ -111,6 +112,10 @@ pub fn accounts_router(app: Arc<App>) -> axum::Router {
         .route(&format!("{p}/forgot-password"), post(password::forgot))
         .route(&format!("{p}/reset-password"), post(password::reset))
         .route(&format!("{p}/change-password"), post(password::change))
+        .route(&format!("{p}/api-keys"), post(api_keys::create_api_key).get(api_keys::list_api_keys))
+        .route(&format!("{p}/api-keys/{{id}}"), delete(api_keys::delete_api_key))
+        .route(&format!("{p}/tokens"), post(api_keys::create_pat).get(api_keys::list_pats))
+        .route(&format!("{p}/tokens/{{id}}"), delete(api_keys::delete_pat))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(app)

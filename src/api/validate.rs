@@ -53,3 +53,27 @@ pub fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<Str
         Some(v) => Ok(Some(v)),
     }
 }
+
+/// A required display name (of a key, token or client): 1 to 100 characters.
+pub fn name(value: &str) -> Result<String, ApiError> {
+    text("name", Some(value.to_string()), 100)?.ok_or_else(|| ApiError::validation("name", "must not be empty"))
+}
+
+/// A list of permission names: each becomes part of a comma-separated header and a
+/// space-separated OAuth `scope`, so neither separator (nor control characters) may appear.
+pub fn scopes(field: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
+    if values.len() > 100 {
+        return Err(ApiError::validation(field, "must hold at most 100 entries"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for v in values {
+        let ok = !v.is_empty() && v.len() <= 128 && !v.chars().any(|c| c == ',' || c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(ApiError::validation(field, format!("`{v}` must be 1 to 128 characters without spaces or commas")));
+        }
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
+}

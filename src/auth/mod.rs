@@ -102,6 +102,10 @@ impl Auth {
         tasks
     }
 
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
     /// Every issuer has a usable key set.
     pub fn is_ready(&self) -> bool {
         self.jwt.issuers().iter().all(|i| i.keys.is_ready())
