@@ -103,6 +103,51 @@ async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
     assert_eq!(body["code"], "account_locked", "{body}");
 }
 
+#[tokio::test]
+async fn a_key_deleted_on_one_replica_is_refused_by_the_other_within_two_seconds() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Postgres.fresh().await;
+    let a = Replica::start(&upstream, &store);
+    let b = Replica::start(&upstream, &store);
+    let c = client();
+
+    let reg =
+        post_json(&a.url("/auth/register"), json!({"email": "keys@example.com", "password": "correct horse battery"}))
+            .await;
+    let access = reg["access_token"].as_str().expect("registered on A").to_string();
+    let mut created = Vec::new();
+    for path in ["/auth/api-keys", "/auth/tokens"] {
+        let r = c.post(a.url(path)).bearer_auth(&access).json(&json!({"name": "shared"})).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        let secret = body.get("key").or(body.get("token")).unwrap().as_str().unwrap().to_string();
+        created.push((path, body["id"].as_str().unwrap().to_string(), secret));
+    }
+    for (path, id, secret) in created {
+        // Both replicas know the key, and B holds it in its cache.
+        for replica in [&a, &b] {
+            let r = c.get(replica.url("/app")).header("X-API-KEY", &secret).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path} on port {}", replica.port);
+        }
+        let r = c.delete(a.url(&format!("{path}/{id}"))).bearer_auth(&access).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        let deleted = Instant::now();
+        let r = c.get(a.url("/app")).header("X-API-KEY", &secret).send().await.unwrap();
+        assert_eq!(r.status(), 401, "at once on A");
+        loop {
+            let r = c.get(b.url("/app")).bearer_auth(&secret).send().await.unwrap();
+            if r.status() == 401 {
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["code"], "token_revoked");
+                break;
+            }
+            assert!(deleted.elapsed() < Duration::from_secs(2), "B still accepts the deleted {path} after 2 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("B refused the deleted {path} {} ms after A deleted it", deleted.elapsed().as_millis());
+    }
+}
+
 async fn post_json(url: &str, body: serde_json::Value) -> serde_json::Value {
     client().post(url).json(&body).send().await.unwrap().json().await.unwrap()
 }

@@ -335,14 +335,8 @@ impl ApiKeys {
     /// store's revocation events).
     pub async fn revoked(&self, key: &ApiKey, until: i64) {
         self.revocations.apply(crate::store::Revocation::Token { jti: key.id.clone(), until });
-        self.negative.invalidate_all();
-        let stale: Vec<_> = self
-            .cache
-            .iter()
-            .filter(|(_, e)| e.principal.token_id.as_deref() == Some(key.id.as_str()))
-            .map(|(digest, _)| *digest)
-            .collect();
-        for digest in stale {
+        // The stored digest is the cache key.
+        if let Ok(digest) = <[u8; 32]>::try_from(key.digest.as_slice()) {
             self.cache.invalidate(&digest).await;
         }
     }
