@@ -241,9 +241,43 @@ level = "debug"
     let _ =
         c.post(server.url("/verify")).header("Authorization", format!("Bearer {}", secrets[0])).send().await.unwrap();
 
+    // Real API keys and PATs, used and refused, at debug level.
+    let reg: serde_json::Value = c
+        .post(server.url("/auth/register"))
+        .json(&serde_json::json!({"email": "keys@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = reg["access_token"].as_str().expect("registered").to_string();
+    let mut keys = vec![gatehouse::auth::api_key::generate("gk"), gatehouse::auth::api_key::generate("gpat")];
+    for (path, field) in [("/auth/api-keys", "key"), ("/auth/tokens", "token")] {
+        let created: serde_json::Value = c
+            .post(server.url(path))
+            .bearer_auth(&access)
+            .json(&serde_json::json!({"name": "logged?"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        keys.push(created[field].as_str().expect("created").to_string());
+    }
+    for key in &keys {
+        let _ = c.get(server.url("/x")).header("X-API-KEY", key).send().await.unwrap();
+        let _ = c.get(server.url("/admin/x")).bearer_auth(key).send().await.unwrap();
+    }
+
     let (status, logs) = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert!(status.success());
     assert!(logs.contains("\"subject\":\"ops-bot\""), "access log names the verified subject:\n{logs}");
+    for key in &keys {
+        assert!(!logs.contains(&key[key.len() - 30..]), "an API key leaked into the logs:\n{logs}");
+    }
+    assert!(logs.contains("\"auth\":\"api_key\"") && logs.contains("\"auth\":\"pat\""), "{logs}");
     let signature = token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature) && !logs.contains(&token[..40]), "a token leaked into the logs");
     for s in secrets {
