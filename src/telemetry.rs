@@ -149,7 +149,11 @@ impl Metrics {
         let jwks_ready = Family::<IssuerLabels, Gauge>::default();
         registry.register("jwks_ready", "1 when the issuer's key set is loaded and fresh", jwks_ready.clone());
         let store_operations = Family::<OpLabels, Gauge>::default();
-        registry.register("store_operations", "Store operations run since start, by operation", store_operations.clone());
+        registry.register(
+            "store_operations",
+            "Store operations run since start, by operation",
+            store_operations.clone(),
+        );
         let api_key_cache = Gauge::default();
         registry.register("api_key_cache_entries", "API keys and PATs held in the lookup cache", api_key_cache.clone());
         Metrics { registry, requests, latency, jwks_fetches, jwks_ready, store_operations, api_key_cache }

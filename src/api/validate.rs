@@ -69,7 +69,10 @@ pub fn scopes(field: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
     for v in values {
         let ok = !v.is_empty() && v.len() <= 128 && !v.chars().any(|c| c == ',' || c.is_whitespace() || c.is_control());
         if !ok {
-            return Err(ApiError::validation(field, format!("`{v}` must be 1 to 128 characters without spaces or commas")));
+            return Err(ApiError::validation(
+                field,
+                format!("`{v}` must be 1 to 128 characters without spaces or commas"),
+            ));
         }
         if !out.contains(v) {
             out.push(v.clone());
