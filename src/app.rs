@@ -26,6 +26,9 @@ pub struct Accounts {
     pub store: Arc<dyn Store>,
     pub passwords: Passwords,
     pub limiter: Arc<Limiter>,
+    /// `POST /auth/token`, per client IP, at the same rate but with its own quota: machine
+    /// clients fetching tokens and people logging in from one address do not starve each other.
+    pub token_limiter: Arc<Limiter>,
     pub mailer: crate::mail::Mailer,
     /// Derives a refresh token's child from it (see `api::session`).
     pub refresh_key: hmac::Key,
@@ -43,6 +46,7 @@ impl App {
                 store,
                 passwords: Passwords::new(config.accounts.hash_concurrency),
                 limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
+                token_limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
                 mailer: crate::mail::Mailer::from_config(&config)?,
                 refresh_key: hmac::Key::new(hmac::HMAC_SHA256, &own.refresh_secret().await?),
             }),

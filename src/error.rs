@@ -159,6 +159,9 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("{0}")]
     UnauthorizedClient(Cow<'static, str>),
+    /// RFC 7009 §2.2.1: Gatehouse cannot revoke this kind of token (another issuer's).
+    #[error("{0}")]
+    UnsupportedTokenType(Cow<'static, str>),
 }
 
 impl OAuthError {
@@ -169,6 +172,7 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedTokenType(_) => "unsupported_token_type",
         }
     }
 }

@@ -39,6 +39,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let mut maintenance = app.auth.spawn_maintenance(&app.config);
     if let Some(accounts) = &app.accounts {
         maintenance.push(tokio::spawn(accounts.limiter.clone().prune()));
+        maintenance.push(tokio::spawn(accounts.token_limiter.clone().prune()));
     }
     tracing::info!(listen = %listener.local_addr()?, upstream = %app.config.upstream.url, tls = tls.is_some(), "gatehouse is serving");
     server::serve(listener, app, tls, shutdown).await;

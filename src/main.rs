@@ -1,5 +1,5 @@
 //! The `gatehouse` command: parse arguments, load and validate config, then serve or run
-//! one operator task (`check-config`, `token`, `user create`).
+//! one operator task (`check-config`, `token`, `user create`, `client ...`).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,36 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage the OAuth2 clients of the client-credentials grant in the store.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client and print its client_id and client_secret; the secret is shown only here.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes (they become the token's permissions).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// List live clients, one per line: client_id, name, scopes, created_at (tab-separated).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Delete a client; running replicas refuse its tokens within a second.
+    Delete {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +146,7 @@ fn main() -> ExitCode {
         Command::Keys { command: KeysCommand::Rotate { config, activate_in } } => {
             rotate_keys(&config.config, &activate_in)
         }
+        Command::Client { command } => client(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -296,5 +327,46 @@ fn rotate_keys(path: &Path, activate_in: &str) -> Result<(), Failure> {
         gatehouse::auth::own_keys::rotate(&store, tokens, activate_in).await
     })?;
     println!("stored signing key {kid}; it signs from {} s from now", activate_in.as_secs());
+    Ok(())
+}
+
+fn client(command: ClientCommand) -> Result<(), Failure> {
+    use gatehouse::api::{clients, validate};
+    let path = match &command {
+        ClientCommand::Create { config, .. }
+        | ClientCommand::List { config }
+        | ClientCommand::Delete { config, .. } => &config.config,
+    };
+    let config = load(path)?;
+    let now = gatehouse::auth::jwt::now_secs() as i64;
+    runtime()?.block_on(async {
+        let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
+        match command {
+            ClientCommand::Create { name, scopes, .. } => {
+                let name = validate::name(&name).map_err(|e| anyhow::anyhow!("--{e}"))?;
+                let scopes = validate::scopes("scopes", &scopes).map_err(|e| anyhow::anyhow!("--{e}"))?;
+                // The same pepper as the servers': a client made here authenticates there.
+                let pepper = gatehouse::auth::api_key::Pepper::load(&config, &store).await?;
+                let (client, secret) =
+                    clients::new_client(&pepper, &config.clients.secret_prefix, name, scopes, None, now);
+                store.create_client(&client).await?;
+                println!("client_id: {}\nclient_secret: {secret}", client.id);
+                eprintln!("the secret is shown only this once: store it now");
+            }
+            ClientCommand::List { .. } => {
+                for c in store.clients().await? {
+                    let created = gatehouse::api::session::rfc3339(c.created_at);
+                    println!("{}\t{}\t{}\t{}", c.id, c.name, c.scopes.join(","), created.as_str().unwrap_or(""));
+                }
+            }
+            ClientCommand::Delete { id, .. } => {
+                if !store.revoke_client(&id, now).await? {
+                    anyhow::bail!("no live client {id}");
+                }
+                println!("deleted client {id}; its tokens are refused from now on");
+            }
+        }
+        anyhow::Ok(())
+    })?;
     Ok(())
 }

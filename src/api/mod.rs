@@ -3,14 +3,19 @@
 //! per resource, routed by axum).
 
 pub mod api_keys;
+pub mod clients;
 pub mod extract;
+pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod me;
+pub mod oauth;
 pub mod password;
 pub mod refresh;
 pub mod register;
+pub mod revoke;
 pub mod session;
+pub mod token;
 pub mod validate;
 
 use std::sync::Arc;
@@ -116,6 +121,11 @@ pub fn accounts_router(app: Arc<App>) -> axum::Router {
         .route(&format!("{p}/api-keys/{{id}}"), delete(api_keys::delete_api_key))
         .route(&format!("{p}/tokens"), post(api_keys::create_pat).get(api_keys::list_pats))
         .route(&format!("{p}/tokens/{{id}}"), delete(api_keys::delete_pat))
+        .route(&format!("{p}/token"), post(token::token))
+        .route(&format!("{p}/introspect"), post(introspect::introspect))
+        .route(&format!("{p}/revoke"), post(revoke::revoke))
+        .route(&format!("{p}/clients"), post(clients::create).get(clients::list))
+        .route(&format!("{p}/clients/{{id}}"), delete(clients::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(app)

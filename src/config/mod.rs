@@ -82,7 +82,8 @@ impl ApiKeysConfig {
 pub struct ClientsConfig {
     pub token_ttl: Duration,
     pub secret_prefix: String,
-    /// A client holding this scope may introspect and revoke any token, not only its own.
+    /// A client holding this scope may revoke any token, not only its own (every client may
+    /// introspect any token).
     pub admin_scope: String,
 }
 

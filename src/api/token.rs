@@ -1,0 +1,75 @@
+//! `POST /auth/token`: the OAuth2 client-credentials grant (RFC 6749 §4.4). A client proves
+//! itself with its secret and gets a Gatehouse JWT for its scopes; never a refresh token.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use serde_json::json;
+
+use super::extract::{ApiResult, ClientIp};
+use super::oauth::{self, OAuthForm};
+use super::session::new_id;
+use crate::app::App;
+use crate::auth::jwt::{CLIENT_CREDENTIALS, now_secs};
+use crate::error::{Error, OAuthError};
+
+pub async fn token(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> ApiResult {
+    // Counted before anything is read, so malformed requests use up the quota too.
+    if let Err(retry_after) = app.accounts().token_limiter.check(ip.0) {
+        return Err(Error::RateLimited { retry_after });
+    }
+    let form = OAuthForm::read(&app, req).await?;
+    let grant_type = form.require("grant_type")?;
+    // Taken before the client is read: a token signed after a concurrent delete still carries
+    // an `iat` inside the delete's cut-off, so it is refused.
+    let now = now_secs() as i64;
+    let client = oauth::authenticate(&app, &form).await?;
+    if grant_type != CLIENT_CREDENTIALS {
+        return Err(OAuthError::UnsupportedGrantType.into());
+    }
+    let scopes = match form.get("scope") {
+        None => client.scopes.clone(),
+        Some(requested) => {
+            let mut scopes: Vec<String> = Vec::new();
+            for s in requested.split(' ').filter(|s| !s.is_empty()) {
+                if !scopes.iter().any(|have| have == s) {
+                    scopes.push(s.to_string());
+                }
+            }
+            let refused: Vec<&str> = scopes.iter().filter(|s| !client.scopes.contains(s)).map(String::as_str).collect();
+            if !refused.is_empty() {
+                return Err(OAuthError::InvalidScope(format!(
+                    "scopes not granted to this client: {}",
+                    refused.join(" ")
+                ))
+                .into());
+            }
+            scopes
+        }
+    };
+    let tokens = app.config.tokens.as_ref().expect("the auth API runs only with [tokens]");
+    let ttl = app.config.clients.token_ttl.as_secs() as i64;
+    let scope = scopes.join(" ");
+    // `gty` makes the verifier treat it as a client's token (X-Auth-Method: client_credentials);
+    // `sub` is the client id, so deleting the client cuts off every token at once.
+    let claims = json!({
+        "iss": tokens.issuer,
+        "aud": tokens.audience,
+        "sub": client.id,
+        "client_id": client.id,
+        "gty": CLIENT_CREDENTIALS,
+        "scope": scope,
+        "permissions": scopes,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": new_id(),
+    });
+    let own = app.auth.own.as_ref().expect("own keys with [tokens]");
+    let access_token = own.ring().signing.sign(&claims);
+    Ok(oauth::no_store(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": scope,
+    })))
+}
