@@ -227,6 +227,15 @@ async fn proxy_code(gh: &Gatehouse, token: &str) -> (u16, Value) {
 
 async fn cli_clients_get_tokens_the_proxy_accepts(backend: Backend) {
     let e = env(backend, 1000).await;
+    // OAuth libraries find the endpoints through RFC 8414 / OIDC discovery.
+    for doc in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+        let (status, _, meta) = get(&e.gh, doc, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(meta["token_endpoint"], "https://gatehouse.test/auth/token", "{meta}");
+        assert_eq!(meta["introspection_endpoint"], "https://gatehouse.test/auth/introspect");
+        assert_eq!(meta["revocation_endpoint"], "https://gatehouse.test/auth/revoke");
+        assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
+    }
     let (id, secret) = create_client(&e, "ci runner", "read,write");
     assert!(id.starts_with("gc_") && id.len() == 25 && id[3..].bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
     assert!(secret.starts_with("gcs_") && secret.len() == 4 + 43 + 1 + 6, "{secret}");

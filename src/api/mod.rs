@@ -57,26 +57,40 @@ pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Optio
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             r
         }),
-        "/.well-known/openid-configuration" if app.config.tokens.is_some() => only_get(req, || {
-            let tokens = app.config.tokens.as_ref().expect("guarded");
-            let issuer = tokens.issuer.trim_end_matches('/');
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "issuer": tokens.issuer,
-                    "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-                    "id_token_signing_alg_values_supported": [format!("{:?}", tokens.algorithm)],
-                    "response_types_supported": ["token"],
-                    "subject_types_supported": ["public"],
-                }),
-            )
-        }),
+        // OIDC discovery and RFC 8414 metadata: one document, so resource servers and OAuth
+        // libraries find the JWKS and the client-credentials endpoints either way.
+        "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server"
+            if app.config.tokens.is_some() =>
+        {
+            only_get(req, || json_response(StatusCode::OK, &metadata(app)))
+        }
         _ => return None,
     };
     if let Some(code) = (!resp.status().is_success()).then(|| error_code(&resp)) {
         log.error = code;
     }
     Some(resp)
+}
+
+fn metadata(app: &App) -> serde_json::Value {
+    let tokens = app.config.tokens.as_ref().expect("metadata is served only with [tokens]");
+    let issuer = tokens.issuer.trim_end_matches('/');
+    let api = format!("{issuer}{}", app.config.accounts.prefix);
+    let client_auth = ["client_secret_basic", "client_secret_post"];
+    json!({
+        "issuer": tokens.issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{api}/token"),
+        "introspection_endpoint": format!("{api}/introspect"),
+        "revocation_endpoint": format!("{api}/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": client_auth,
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "id_token_signing_alg_values_supported": [format!("{:?}", tokens.algorithm)],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+    })
 }
 
 fn error_code(resp: &Response<Body>) -> Option<&'static str> {
