@@ -27,6 +27,10 @@ ROWS = [
     ("gh-es-1", "Gatehouse ES256, 1 repeated token", "gatehouse", "1 token"),
     ("gh-es-pool", "Gatehouse ES256, pool, default cache", "gatehouse", "pool"),
     ("ghnc-es-pool", "Gatehouse ES256, pool, uncached (cache off)", "gatehouse", "pool"),
+    ("haproxy-key-1", "HAProxy API key, static map, 1 key", "haproxy", "1 key"),
+    ("haproxy-key-pool", "HAProxy API key, static map, pool", "haproxy", "key pool"),
+    ("gh-key-1", "Gatehouse API key, 1 key (cached lookup)", "gatehouse", "1 key"),
+    ("gh-key-pool", "Gatehouse API key, pool (cached lookup)", "gatehouse", "key pool"),
 ]
 
 # (label, numerator row, denominator row, limit)
@@ -48,6 +52,9 @@ INFO = [
     ("HAProxy ES256 (pool) vs plain nginx", "haproxy-es-pool", "nginx"),
     ("ES256, pool, uncached vs plain nginx", "ghnc-es-pool", "nginx"),
     ("RS256, pool, uncached vs plain nginx", "ghnc-rs-pool", "nginx"),
+    ("API key, pool vs HAProxy static key map (pool)", "gh-key-pool", "haproxy-key-pool"),
+    ("API key, 1 key vs HAProxy static key map (1 key)", "gh-key-1", "haproxy-key-1"),
+    ("API key, pool vs plain nginx", "gh-key-pool", "nginx"),
 ]
 
 
@@ -261,6 +268,15 @@ def main() -> None:
         f"- **pool**: {pool} distinct valid tokens per algorithm (different `sub` and "
         "`jti`), sent round robin by `bench/rotate.lua` (request strings built once in "
         "`init`)."
+    )
+    w(
+        f"- **API key rows**: {pool} API keys of one user, created through Gatehouse's auth "
+        "API (SQLite store) and sent in `X-API-KEY`. Gatehouse checks the format and CRC32, "
+        "computes the peppered HMAC-SHA-256 digest and finds the key in its lookup cache "
+        "(every key is warm after the warm-up: no store query), checks expiry and "
+        "revocation, and injects the owner's identity headers. HAProxy looks the same keys "
+        "up in a static map file (`map()`), the usual way to do API keys with it: no "
+        "checksum, expiry, revocation, scopes or store behind it."
     )
     w(
         "- Before measuring, the script checks that every proxy answers 200 to a valid "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: the upstream directly, plain nginx, HAProxy 2.6 jwt_verify and
 # Gatehouse (public route, RS256 and ES256, one repeated token and a pool of distinct
-# tokens, with and without the verified-token cache), on this machine, in one go.
+# tokens, with and without the verified-token cache), and API keys (Gatehouse's cached
+# store lookup against HAProxy's static map), on this machine, in one go.
 #
 #   bash bench/run.sh                                 # full: 3 rounds x 10 s, ~9 min if quiet
 #   DURATION=2 RUNS=1 WARMUP=1 bash bench/run.sh      # quick smoke
@@ -10,7 +11,7 @@
 # upstream share CPU $LOAD_CPU. Per measured run it records requests/s, p50, p99 and the
 # proxy's CPU time per request (utime+stime from /proc/PID/stat before and after, divided
 # by the requests wrk completed), then writes medians, ratios and targets to
-# bench/RESULTS.md (or $OUT). Everything listens on 127.0.0.1 only, ports 18081-18086.
+# bench/RESULTS.md (or $OUT). Everything listens on 127.0.0.1 only, ports 18081-18088.
 # Everything it starts is stopped on exit. Not run by CI.
 set -euo pipefail
 
@@ -33,7 +34,7 @@ ROOT=$(dirname "$BENCH")
 OUT=${OUT:-$BENCH/RESULTS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-P_UPSTREAM=18081 P_GH=18082 P_NGINX=18083 P_HA_RS=18084 P_HA_ES=18085 P_GHNC=18086
+P_UPSTREAM=18081 P_GH=18082 P_NGINX=18083 P_HA_RS=18084 P_HA_ES=18085 P_GHNC=18086 P_GHK=18087 P_HAK=18088
 HOST=127.0.0.1
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -146,10 +147,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mkdir -p "$WORK/keys" "$WORK/wrk" "$WORK/nginx" "$WORK/logs"
+mkdir -p "$WORK/keys" "$WORK/wrk" "$WORK/nginx" "$WORK/logs" "$WORK/gh-keys"
 
 port_free() { ! (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-for p in $P_UPSTREAM $P_GH $P_NGINX $P_HA_RS $P_HA_ES $P_GHNC; do
+for p in $P_UPSTREAM $P_GH $P_NGINX $P_HA_RS $P_HA_ES $P_GHNC $P_GHK $P_HAK; do
     port_free "$p" || die "port $HOST:$p is already in use"
 done
 
@@ -177,6 +178,8 @@ fill "$BENCH/conf/gatehouse.toml.tmpl" "$WORK/gatehouse.toml" \
     WORK="$WORK" PORT=$P_GH UPSTREAM_PORT=$P_UPSTREAM CACHE_LINE="# verified-token cache as shipped"
 fill "$BENCH/conf/gatehouse.toml.tmpl" "$WORK/gatehouse-uncached.toml" \
     WORK="$WORK" PORT=$P_GHNC UPSTREAM_PORT=$P_UPSTREAM CACHE_LINE="verified_cache_capacity = 0"
+fill "$BENCH/conf/gatehouse-keys.toml.tmpl" "$WORK/gatehouse-keys.toml" \
+    WORK="$WORK" PORT=$P_GHK UPSTREAM_PORT=$P_UPSTREAM POOL="$POOL"
 
 nginx -t -q -p "$WORK/nginx/" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" ||
     die "nginx rejects $WORK/nginx/nginx.conf"
@@ -185,6 +188,7 @@ haproxy -c -q -f "$WORK/haproxy-es.cfg" || die "haproxy rejects $WORK/haproxy-es
 "$GH" check-config --config "$WORK/gatehouse.toml" >/dev/null || die "gatehouse rejects its config"
 "$GH" check-config --config "$WORK/gatehouse-uncached.toml" >/dev/null ||
     die "gatehouse rejects its uncached config"
+"$GH" check-config --config "$WORK/gatehouse-keys.toml" >/dev/null || die "gatehouse rejects its API-key config"
 
 # ---------------------------------------------------------------------------------------
 # 4. Start everything, pinned
@@ -239,6 +243,33 @@ start gatehouse-uncached "$PROXY_CPU" "$GH" serve --config "$WORK/gatehouse-unca
 GHNC_PID=$STARTED_PID
 wait_up gatehouse-uncached "$GHNC_PID" "http://$HOST:$P_GHNC/readyz"
 
+# API keys: one user, $POOL keys created through the auth API; HAProxy gets the same keys
+# as a static map file.
+start gatehouse-keys "$PROXY_CPU" "$GH" serve --config "$WORK/gatehouse-keys.toml"
+GHK_PID=$STARTED_PID
+wait_up gatehouse-keys "$GHK_PID" "http://$HOST:$P_GHK/readyz"
+log "creating $POOL API keys"
+printf 'bench password 1\n' | "$GH" user create --config "$WORK/gatehouse-keys.toml" \
+    --email bench@example.com --permissions read >/dev/null
+GHK_ACCESS=$(curl -sf "http://$HOST:$P_GHK/auth/login" -H 'content-type: application/json' \
+    -d '{"email": "bench@example.com", "password": "bench password 1"}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+: >"$WORK/keys/key.tokens"
+for i in $(seq "$POOL"); do
+    curl -sf "http://$HOST:$P_GHK/auth/api-keys" -H "Authorization: Bearer $GHK_ACCESS" \
+        -H 'content-type: application/json' -d "{\"name\": \"bench $i\"}"
+    echo
+done | python3 -c 'import json, sys; [print(json.loads(l)["key"]) for l in sys.stdin if l.strip()]' \
+    >"$WORK/keys/key.tokens"
+[ "$(wc -l <"$WORK/keys/key.tokens")" = "$POOL" ] || die "could not create $POOL API keys"
+awk '{print $1, "bench-user"}' "$WORK/keys/key.tokens" >"$WORK/keys/keys.map"
+fill "$BENCH/conf/haproxy-keys.cfg.tmpl" "$WORK/haproxy-keys.cfg" \
+    PORT=$P_HAK UPSTREAM_PORT=$P_UPSTREAM MAP="$WORK/keys/keys.map"
+haproxy -c -q -f "$WORK/haproxy-keys.cfg" || die "haproxy rejects $WORK/haproxy-keys.cfg"
+start haproxy-keys "$PROXY_CPU" haproxy -db -f "$WORK/haproxy-keys.cfg"
+HAK_PID=$STARTED_PID
+wait_up haproxy-keys "$HAK_PID" "http://$HOST:$P_HAK/"
+
 # Every proxy must accept what it should and refuse what it should before we time it.
 K=$WORK/keys
 RS_TOKEN=$(head -1 "$K/rs.tokens")
@@ -278,6 +309,21 @@ for gh in "gatehouse $P_GH" "gatehouse-uncached $P_GHNC"; do
         expect 401 "$name $a expired" "$u/" "$(cat "$K/$a.expired")"
         expect 401 "$name $a wrong audience" "$u/" "$(cat "$K/$a.wrongaud")"
     done
+done
+
+expect_key() { # want what url key
+    local got
+    got=$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 5 -H "X-API-KEY: $4" "$3" || true)
+    [ "$got" = "$1" ] || die "sanity check failed: $2: expected $1, got $got ($3)"
+    log "  ok: $2 -> $got"
+}
+for kp in "haproxy-keys $P_HAK" "gatehouse-keys $P_GHK"; do
+    read -r name port <<<"$kp"
+    u="http://$HOST:$port/"
+    expect_key 200 "$name first key" "$u" "$(head -1 "$K/key.tokens")"
+    expect_key 200 "$name last key" "$u" "$(tail -1 "$K/key.tokens")"
+    expect_key 401 "$name unknown key" "$u" "gk_unknownunknownunknownunknownunknownunknown_000000"
+    expect 401 "$name no key" "$u"
 done
 
 # ---------------------------------------------------------------------------------------
@@ -324,7 +370,16 @@ ROWS=(
     "gh-es-1|$GH_PID|http://$HOST:$P_GH/|one:es"
     "gh-es-pool|$GH_PID|http://$HOST:$P_GH/|pool:es"
     "ghnc-es-pool|$GHNC_PID|http://$HOST:$P_GHNC/|pool:es"
+    "haproxy-key-1|$HAK_PID|http://$HOST:$P_HAK/|one:key"
+    "haproxy-key-pool|$HAK_PID|http://$HOST:$P_HAK/|pool:key"
+    "gh-key-1|$GHK_PID|http://$HOST:$P_GHK/|one:key"
+    "gh-key-pool|$GHK_PID|http://$HOST:$P_GHK/|pool:key"
 )
+if [ -n "${ROWS_MATCH:-}" ]; then # e.g. ROWS_MATCH='^(nginx|.*key.*)$' for a partial run
+    KEPT=()
+    for spec in "${ROWS[@]}"; do [[ ${spec%%|*} =~ $ROWS_MATCH ]] && KEPT+=("$spec"); done
+    ROWS=("${KEPT[@]}")
+fi
 
 RAW=$WORK/raw.tsv
 printf 'round\trow\trequests\trps\tp50\tp99\tproxy_us_per_req\tproxy_user_us\tproxy_sys_us\tupstream_us_per_req\tproxy_pct\tother_pct\tother1_pct\tattempt\n' >"$RAW"
@@ -335,6 +390,8 @@ run_wrk() { # output seconds latency(0/1) url mode
     if [ "$lat" = 1 ]; then args+=(--latency); fi
     case "$mode" in
     none) args+=("$url") ;;
+    one:key) args+=(-H "X-API-KEY: $(head -1 "$K/key.tokens")" "$url") ;;
+    pool:key) args+=(-s "$BENCH/rotate.lua" "$url" -- "$K/key.tokens" X-API-KEY) ;;
     one:*) args+=(-H "Authorization: Bearer $(head -1 "$K/${mode#one:}.tokens")" "$url") ;;
     pool:*) args+=(-s "$BENCH/rotate.lua" "$url" -- "$K/${mode#pool:}.tokens") ;;
     esac
@@ -493,7 +550,7 @@ meta = {
     "kernel": e["B_KERNEL"], "load_before": e["B_LOAD_BEFORE"],
     "load_after": e["B_LOAD_AFTER"], "duration": e["B_DURATION"], "runs": e["B_RUNS"],
     "warmup": e["B_WARMUP"], "conns": e["B_CONNS"], "pool": e["B_POOL"],
-    "proxy_cpu": e["B_PROXY_CPU"], "load_cpu": e["B_LOAD_CPU"], "ports": "18081-18086",
+    "proxy_cpu": e["B_PROXY_CPU"], "load_cpu": e["B_LOAD_CPU"], "ports": "18081-18088",
     "other_max": e["B_OTHER_MAX"], "retries": e["B_RETRIES"],
     "retry_spent": e["B_RETRY_SPENT"], "retry_budget": e["B_RETRY_BUDGET"],
     "versions": {
