@@ -522,7 +522,12 @@ async fn key_management_needs_a_user_session(backend: Backend) {
     let (token, _) = user(&e.gh, "session@example.com").await;
     let (_, created) = send(&e.gh, "POST", "/auth/tokens", &token, Some(json!({"name": "ci"}))).await;
     let pat = created["token"].as_str().unwrap();
-    // A PAT cannot mint more credentials or list them.
+    // A PAT reads its owner's profile like a session does (seed 000)...
+    let (status, me) = send(&e.gh, "GET", "/auth/me", pat, None).await;
+    assert_eq!((status, me["email"].as_str()), (200, Some("session@example.com")), "{me}");
+    // ...but cannot change it, mint more credentials or list them.
+    let (status, _) = send(&e.gh, "PATCH", "/auth/me", pat, Some(json!({"name": "Mallory"}))).await;
+    assert_eq!(status, 401);
     let (status, body) = send(&e.gh, "POST", "/auth/tokens", pat, Some(json!({"name": "more"}))).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")), "{body}");
     assert_eq!(send(&e.gh, "GET", "/auth/api-keys", pat, None).await.0, 401);

@@ -98,6 +98,32 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
+/// The user behind the request: a session's access token, or one of the user's own API keys
+/// or PATs (seed 000: "PATs work exactly like JWT tokens"). For reading the profile; anything
+/// that creates or changes credentials takes a [`Caller`].
+pub struct Holder(pub Arc<Principal>);
+
+impl FromRequestParts<Arc<App>> for Holder {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        use crate::auth::principal::AuthMethod;
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
+        let principal = crate::proxy::identify::identify(&app.auth, &parts.headers, ip)
+            .await?
+            .ok_or(AuthError::MissingCredentials)?;
+        let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());
+        let user = match principal.method {
+            AuthMethod::ApiKey | AuthMethod::Pat => true,
+            AuthMethod::Jwt => principal.kind == crate::auth::principal::PrincipalKind::User,
+            AuthMethod::ClientCredentials => false,
+        };
+        if own != Some(principal.issuer.as_str()) || !user {
+            return Err(AuthError::InvalidToken("this endpoint takes a Gatehouse access token or key".into()).into());
+        }
+        Ok(Holder(principal))
+    }
+}
+
 /// Refuses the request with 429 when the client IP has used its quota.
 pub fn rate_limit(app: &App, ip: ClientIp) -> ApiResult<()> {
     match app.accounts().limiter.check(ip.0) {

@@ -7,13 +7,13 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::extract::{ApiResult, Caller, Json};
+use super::extract::{ApiResult, Caller, Holder, Json};
 use super::{session, validate};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::store::ProfileUpdate;
 
-pub async fn get(State(app): State<Arc<App>>, Caller(p): Caller) -> ApiResult {
+pub async fn get(State(app): State<Arc<App>>, Holder(p): Holder) -> ApiResult {
     let user = app.accounts().store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
     Ok(axum::Json(session::user_json(&user)).into_response())
 }
