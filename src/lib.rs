@@ -42,9 +42,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         maintenance.push(tokio::spawn(accounts.token_limiter.clone().prune()));
     }
     tracing::info!(listen = %listener.local_addr()?, upstream = %app.config.upstream.url, tls = tls.is_some(), "gatehouse is serving");
+    let keys = app.auth.keys.clone();
     server::serve(listener, app, tls, shutdown).await;
     for task in maintenance {
         task.abort();
+    }
+    // Key uses since the last batch would otherwise be lost with the process.
+    if let Some(keys) = keys {
+        keys.flush_usage_once().await;
     }
     Ok(())
 }

@@ -515,6 +515,16 @@ async fn last_use_is_recorded_in_batches(backend: Backend) {
     let used: BTreeMap<&str, bool> =
         list.as_array().unwrap().iter().map(|k| (k["name"].as_str().unwrap(), k["last_used_at"].is_string())).collect();
     assert_eq!(used, BTreeMap::from([("a", true), ("b", true), ("unused", false)]));
+
+    // Uses since the last batch are written when Gatehouse stops, not lost.
+    let slow =
+        Gatehouse::start(&accounts_config(&e.upstream, &e.store, "[api_keys]\nlast_used_interval = \"1h\"")).await;
+    slow.wait_ready().await;
+    assert_eq!(with_key(&slow, "/app", &keys[2]).await.0, 200);
+    slow.stop().await.unwrap();
+    let (_, list) = send(&e.gh, "GET", "/auth/api-keys", &token, None).await;
+    let unused = list.as_array().unwrap().iter().find(|k| k["name"] == "unused").unwrap();
+    assert!(unused["last_used_at"].is_string(), "the use before shutdown was lost: {list}");
 }
 
 async fn key_management_needs_a_user_session(backend: Backend) {

@@ -352,11 +352,12 @@ impl ApiKeys {
     pub async fn flush_usage(self: Arc<Self>) {
         loop {
             tokio::time::sleep(self.config.last_used_interval).await;
-            self.flush_once().await;
+            self.flush_usage_once().await;
         }
     }
 
-    async fn flush_once(&self) {
+    /// Writes the uses not yet written, in one batch.
+    pub async fn flush_usage_once(&self) {
         let mut used = Vec::new();
         let mut entries = Vec::new();
         for (_, entry) in self.cache.iter() {
