@@ -1002,6 +1002,36 @@ mod tests {
     const MINIMAL: &str = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
 
     #[test]
+    fn credential_settings_are_checked_at_load() {
+        let c =
+            load(&format!("{MINIMAL}[api_keys]\nprefix = \"sk_live\"\npat_limits = {{ free = 0, pro = 3 }}")).unwrap();
+        assert_eq!((c.api_keys.prefix.as_str(), c.api_keys.pat_prefix.as_str()), ("sk_live", "gpat"));
+        assert_eq!(
+            (c.api_keys.pat_limit("free"), c.api_keys.pat_limit("pro"), c.api_keys.pat_limit("other")),
+            (0, 3, 10)
+        );
+        let text = format!(
+            "{MINIMAL}[api_keys]\nprefix = \"gk_\"\npat_prefix = \"9x\"\nheader = \"Authorization\"\n\
+             pat_limits = {{ free = -1 }}\npat_default_days = 400\nmax_days = 300\n\
+             [clients]\nsecret_prefix = \"gk_\""
+        );
+        let err = load(&text).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "api_keys.prefix",
+            "api_keys.pat_prefix",
+            "api_keys.header",
+            "api_keys.pat_limits.free",
+            "api_keys.pat_default_days",
+            "clients.secret_prefix",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+        let same = load(&format!("{MINIMAL}[api_keys]\nprefix = \"k\"\npat_prefix = \"k\"")).unwrap_err();
+        assert_eq!(same.problems[0].key, "api_keys.pat_prefix");
+    }
+
+    #[test]
     fn minimal_config_has_defaults() {
         let c = load(MINIMAL).unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
