@@ -53,7 +53,7 @@ impl Limiter {
 }
 
 /// IPv4 as is; IPv6 by /64, since one client usually holds a whole /64.
-fn bucket(ip: IpAddr) -> IpAddr {
+pub fn bucket(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut seg = v6.segments();

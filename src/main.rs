@@ -360,7 +360,9 @@ fn client(command: ClientCommand) -> Result<(), Failure> {
                 }
             }
             ClientCommand::Delete { id, .. } => {
-                if !store.revoke_client(&id, now).await? {
+                let now = gatehouse::auth::jwt::now_secs() as i64;
+                let cutoff = gatehouse::api::oauth::client_cutoff(&config, now);
+                if !store.revoke_client(&id, now, cutoff).await? {
                     anyhow::bail!("no live client {id}");
                 }
                 println!("deleted client {id}; its tokens are refused from now on");

@@ -171,6 +171,11 @@ async fn bad_input_is_400_and_changes_nothing(backend: Backend) {
     }
     // Nothing was stored: the address is still free.
     register(&e.gh, "a@example.com").await;
+    // A NUL in a login identifier is bad input, not a store error (Postgres refuses it).
+    let (status, _, err) =
+        post(&e.gh, "/auth/login", &json!({"email": "a\u{0}@example.com", "password": "correct horse battery"}), None)
+            .await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("validation_error")), "{err}");
     // Other endpoints too.
     for path in ["/auth/login", "/auth/refresh", "/auth/forgot-password", "/auth/reset-password"] {
         let resp = client().post(e.gh.url(path)).body("{\"x\":").send().await.unwrap();

@@ -56,12 +56,16 @@ pub async fn list(State(app): State<Arc<App>>, Caller(p): Caller) -> ApiResult {
 
 pub async fn delete(State(app): State<Arc<App>>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult {
     require_admin(&app, &p).await?;
+    if !crate::api::oauth::is_client_id(&id) {
+        return Err(ApiError::NotFound("client").into());
+    }
     let now = now_secs() as i64;
-    if !app.accounts().store.revoke_client(&id, now).await.map_err(ApiError::from)? {
+    let cutoff = crate::api::oauth::client_cutoff(&app.config, now);
+    if !app.accounts().store.revoke_client(&id, now, cutoff).await.map_err(ApiError::from)? {
         return Err(ApiError::NotFound("client").into());
     }
     // The store announces the cut-off to the other replicas; this one applies it at once.
-    app.auth.revocations.apply(Revocation::User { user_id: id, after: now + 1 });
+    app.auth.revocations.apply(Revocation::User { user_id: id, after: cutoff });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -27,8 +27,10 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
     let Some(identifier) = body.email.or(body.username).or(body.login).map(|s| s.trim().to_lowercase()) else {
         return Err(ApiError::validation("email", "email or username is required").into());
     };
-    if identifier.is_empty() || identifier.len() > 254 {
-        return Err(ApiError::validation("email", "email or username is required").into());
+    // Control characters (a NUL above all, which Postgres refuses in text) are in no email or
+    // username: refused here rather than as a store error.
+    if identifier.is_empty() || identifier.len() > 254 || identifier.chars().any(char::is_control) {
+        return Err(ApiError::validation("email", "must be an email address or username").into());
     }
     if body.password.is_empty() || body.password.len() > app.config.accounts.max_password_length {
         return Err(ApiError::validation("password", "is required").into());

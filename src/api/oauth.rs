@@ -134,14 +134,27 @@ fn form_decode(s: &str) -> Result<String, OAuthError> {
         .map_err(|_| invalid("a form parameter is not valid UTF-8 once decoded"))
 }
 
+/// Whether `id` could be a client id at all: short, and letters, digits, `_` or `-` (so a NUL
+/// or other junk never reaches the store, where Postgres would refuse it as text).
+pub fn is_client_id(id: &str) -> bool {
+    (1..=MAX_CLIENT_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The cut-off that voids a deleted client's tokens: every token it could ever have been issued,
+/// including one signed by a request that read the client just before the delete committed
+/// (a deleted client can get no new token, so the cut-off may lie in the future).
+pub fn client_cutoff(config: &crate::Config, now: i64) -> i64 {
+    now + (config.clients.token_ttl + config.jwt.leeway).as_secs() as i64 + 1
+}
+
 /// The client the request authenticates, live. Unknown, wrong secret and revoked all answer
 /// `invalid_client`, after the same digest comparison.
 pub async fn authenticate(app: &App, form: &OAuthForm) -> Result<Client, Error> {
     let Some((id, secret)) = &form.credentials else { return Err(OAuthError::InvalidClient.into()) };
     let pepper = app.auth.keys.as_ref().expect("API keys exist whenever the auth API does").pepper();
-    let client = match id.len() {
-        1..=MAX_CLIENT_ID => app.accounts().store.client_by_id(id).await.map_err(ApiError::from)?,
-        _ => None,
+    let client = match is_client_id(id) {
+        true => app.accounts().store.client_by_id(id).await.map_err(ApiError::from)?,
+        false => None,
     };
     let matches = pepper.matches(secret, client.as_ref().map_or(&NO_DIGEST[..], |c| c.secret_digest.as_slice()));
     match client {

@@ -19,9 +19,10 @@ use crate::store::{Client, RefreshUse, Revocation};
 /// A client may revoke the tokens issued to itself; an admin client also users' access tokens
 /// (with their session), refresh tokens (their session), API keys and PATs. RFC 7009 §2.2:
 /// unknown, expired and already revoked tokens answer 200, as a success. A live token that is
-/// not the client's own is refused (§2.1) with `unauthorized_client`, and so is any refresh
-/// token from a non-admin client (none is ever issued to a client, and checking one would use
-/// it up); an external issuer's token gets `unsupported_token_type`: only its issuer can revoke it.
+/// not the client's own is refused (§2.1) with `unauthorized_client`; a refresh token from a
+/// non-admin client is left alone with 200 (none is ever issued to a client, and checking one
+/// would use it up); an external issuer's token gets `unsupported_token_type`: only its issuer
+/// can revoke it.
 pub async fn revoke(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> ApiResult {
     let form = OAuthForm::read(&app, req).await?;
     // `token_type_hint` only speeds up a search; here the token's shape already tells.
@@ -34,10 +35,10 @@ pub async fn revoke(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> 
             allowed(admin, "API keys and personal access tokens belong to users")?;
             revoke_key(&app, &p).await?;
         }
-        Presented::Refresh(token) => {
-            allowed(admin, "refresh tokens belong to users")?;
-            revoke_refresh(&app, &token).await?;
-        }
+        // Not checked for a non-admin: that would use the token up. RFC 7009 §2.2 answers 200
+        // for invalid tokens, and a refresh-shaped string may be one, so no refusal either.
+        Presented::Refresh(token) if admin => revoke_refresh(&app, &token).await?,
+        Presented::Refresh(_) => {}
         Presented::Jwt(p, _) => {
             if !oauth::is_own(&app, &p) {
                 return Err(

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::{constant_time, hmac, rand::SecureRandom};
 use http::HeaderName;
@@ -175,7 +176,10 @@ pub struct ApiKeys {
     revocations: Arc<Revocations>,
     cache: moka::future::Cache<[u8; 32], Arc<Entry>>,
     negative: moka::sync::Cache<[u8; 32], Miss>,
+    /// Failed lookups allowed per client address (IPv6 by /64).
     limiter: Arc<Limiter>,
+    /// Addresses that used up their failed lookups, until when: they get no store lookup.
+    blocked: moka::sync::Cache<IpAddr, Instant>,
     /// Empty values for the configured claim headers: keys carry no claims.
     no_claims: usize,
 }
@@ -199,6 +203,7 @@ impl ApiKeys {
                 .time_to_live(cfg.negative_cache_ttl)
                 .build(),
             limiter: Limiter::per_minute(cfg.lookups_per_minute),
+            blocked: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build(),
             no_claims: config.headers.claims.len(),
             config: cfg.clone(),
         })
@@ -238,8 +243,9 @@ impl ApiKeys {
     }
 
     /// The principal a key proves. A warm key costs one HMAC and one cache read; an unknown
-    /// key is remembered briefly, and cache misses are limited per client IP, so a flood of
-    /// made-up keys reaches the store only a bounded number of times.
+    /// key is remembered briefly, and failed lookups are limited per client IP, so a flood of
+    /// made-up keys reaches the store only a bounded number of times while many valid keys
+    /// behind one address (a NAT, an ingress) are never throttled.
     pub async fn verify(&self, token: &str, client_ip: IpAddr) -> Result<Arc<Principal>, AuthError> {
         let parsed = parse(token).ok_or(AuthError::InvalidToken("malformed API key".into()))?;
         let kind = self.kind_of(parsed.prefix).ok_or(AuthError::InvalidToken("unknown API key prefix".into()))?;
@@ -251,8 +257,12 @@ impl ApiKeys {
         if let Some(miss) = self.negative.get(&digest) {
             return Err(miss.into());
         }
-        if let Err(retry_after) = self.limiter.check(client_ip) {
-            return Err(AuthError::Throttled { retry_after });
+        let address = crate::limits::bucket(client_ip);
+        if let Some(until) = self.blocked.get(&address) {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                return Err(AuthError::Throttled { retry_after: left });
+            }
         }
         let lookup = parsed.lookup().to_string();
         let found = self.cache.try_get_with(digest, self.load(token, kind, lookup)).await;
@@ -261,6 +271,9 @@ impl ApiKeys {
             Err(e) => match *e {
                 LookupError::Miss(miss) => {
                     self.negative.insert(digest, miss);
+                    if let Err(wait) = self.limiter.check(client_ip) {
+                        self.blocked.insert(address, Instant::now() + wait);
+                    }
                     Err(miss.into())
                 }
                 LookupError::Store => Err(AuthError::Unavailable),
@@ -307,7 +320,7 @@ impl ApiKeys {
     }
 
     fn principal(&self, owner: KeyOwner) -> Principal {
-        let KeyOwner { key, email, name, role, team_id } = owner;
+        let KeyOwner { key, email, name, role, team_id, permissions: held } = owner;
         let (kind, method) = match key.kind {
             KeyKind::ApiKey => (PrincipalKind::ApiKey, AuthMethod::ApiKey),
             KeyKind::Pat => (PrincipalKind::Pat, AuthMethod::Pat),
@@ -320,7 +333,9 @@ impl ApiKeys {
             name,
             roles: vec![role],
             team_id,
-            permissions: key.scopes,
+            // Scopes are a snapshot taken at creation; permissions the owner has lost since
+            // are dropped (within `api_keys.cache_ttl`).
+            permissions: key.scopes.into_iter().filter(|s| held.contains(s)).collect(),
             token_id: Some(key.id),
             session_id: None,
             issued_at: Some(key.created_at.max(0) as u64),

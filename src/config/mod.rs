@@ -56,7 +56,8 @@ pub struct ApiKeysConfig {
     pub cache_ttl: Duration,
     pub negative_cache_capacity: u64,
     pub negative_cache_ttl: Duration,
-    /// Store lookups (cache misses) allowed per client IP and minute.
+    /// Failed key lookups (unknown, expired or revoked keys) allowed per client IP and minute;
+    /// past them, keys not in the cache get 429 without a lookup.
     pub lookups_per_minute: u32,
     /// How often `last_used_at` is written, for every key used since.
     pub last_used_interval: Duration,

@@ -216,6 +216,8 @@ pub struct KeyOwner {
     pub name: Option<String>,
     pub role: String,
     pub team_id: Option<String>,
+    /// The owner's permissions now: a key never proves more than its owner still holds.
+    pub permissions: Vec<String>,
 }
 
 /// An OAuth2 client of the client-credentials grant.
@@ -290,9 +292,9 @@ pub trait Store: Send + Sync + 'static {
     async fn client_by_id(&self, id: &str) -> Result<Option<Client>>;
     /// Clients that are not revoked, oldest first.
     async fn clients(&self) -> Result<Vec<Client>>;
-    /// Revokes a client; its tokens issued before `now` are announced as revoked. False when
+    /// Revokes a client; its tokens issued before `cutoff` are announced as revoked. False when
     /// there was no such live client.
-    async fn revoke_client(&self, id: &str, now: i64) -> Result<bool>;
+    async fn revoke_client(&self, id: &str, now: i64, cutoff: i64) -> Result<bool>;
 
     /// Statements run so far, by operation: for `/metrics` and for tests that prove a code
     /// path makes no query.

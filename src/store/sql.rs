@@ -684,7 +684,7 @@ impl Store for SqlStore {
         let columns = KEY_COLUMNS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT {columns}, u.email AS owner_email, u.name AS owner_name, u.role AS owner_role, \
-             u.team_id AS owner_team_id FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.lookup = $1"
+             u.team_id AS owner_team_id, u.permissions AS owner_permissions FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.lookup = $1"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(lookup).fetch_optional(&self.pool).await? else {
             return Ok(None);
@@ -695,6 +695,7 @@ impl Store for SqlStore {
             name: row.try_get("owner_name")?,
             role: row.try_get("owner_role")?,
             team_id: row.try_get("owner_team_id")?,
+            permissions: serde_json::from_str(&row.try_get::<String, _>("owner_permissions")?).unwrap_or_default(),
         }))
     }
 
@@ -770,7 +771,7 @@ impl Store for SqlStore {
         rows.iter().map(client_from).collect()
     }
 
-    async fn revoke_client(&self, id: &str, now: i64) -> Result<bool> {
+    async fn revoke_client(&self, id: &str, now: i64, cutoff: i64) -> Result<bool> {
         self.count("revoke_client");
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
@@ -782,11 +783,11 @@ impl Store for SqlStore {
             return Ok(false);
         }
         // The client's tokens carry `sub` = client id: a subject-wide cut-off voids every one
-        // issued up to and including this second (no new one can be issued after it).
+        // issued before `cutoff`.
         sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'user', $2, $3)")
             .bind(now)
             .bind(id)
-            .bind(now + 1)
+            .bind(cutoff)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
