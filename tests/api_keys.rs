@@ -39,6 +39,7 @@ on_both!(
     expired_keys_are_refused,
     many_valid_keys_behind_one_address_are_not_throttled,
     keys_never_outgrow_their_owner,
+    a_password_reset_revokes_keys,
     forward_auth_accepts_keys,
     last_use_is_recorded_in_batches,
     key_management_needs_a_user_session,
@@ -615,4 +616,56 @@ async fn keys_never_outgrow_their_owner(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(seen(&echo, "x-auth-permissions"), vec!["read"]);
     assert_eq!(seen(&echo, "x-auth-role"), vec!["guest"]);
+}
+
+async fn a_password_reset_revokes_keys(backend: Backend) {
+    let e = env(backend, "", "").await;
+    let (token, _) = user(&e.gh, "recover@example.com").await;
+    let (_, key) = send(&e.gh, "POST", "/auth/api-keys", &token, Some(json!({"name": "k"}))).await;
+    let (_, pat) = send(&e.gh, "POST", "/auth/tokens", &token, Some(json!({"name": "p"}))).await;
+    let creds = [key["key"].as_str().unwrap().to_string(), pat["token"].as_str().unwrap().to_string()];
+    // Changing the password (the current one known) keeps them.
+    let (status, _, changed) = post(
+        &e.gh,
+        "/auth/change-password",
+        &json!({"current_password": "correct horse battery", "new_password": "another horse battery"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    for c in &creds {
+        assert_eq!(get(&e.gh, "/app", Some(c)).await.0, 200);
+    }
+    // A reset (account recovery) revokes them.
+    assert_eq!(post(&e.gh, "/auth/forgot-password", &json!({"email": "recover@example.com"}), None).await.0, 200);
+    let outbox = e.store.dir.path().join("outbox");
+    let mut mail = String::new();
+    for _ in 0..100 {
+        if let Ok(mut dir) = std::fs::read_dir(&outbox)
+            && let Some(Ok(entry)) = dir.next()
+        {
+            mail = std::fs::read_to_string(entry.path()).unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reset = mail.lines().rev().find(|l| !l.trim().is_empty()).expect("a reset mail").trim().to_string();
+    let (status, _, body) =
+        post(&e.gh, "/auth/reset-password", &json!({"token": reset, "new_password": "a brand new passphrase"}), None)
+            .await;
+    assert_eq!(status, 200, "{body}");
+    for c in &creds {
+        let (status, _, body) = get(&e.gh, "/app", Some(c)).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("token_revoked")), "{body}");
+    }
+    let (status, _, session) = post(
+        &e.gh,
+        "/auth/login",
+        &json!({"email": "recover@example.com", "password": "a brand new passphrase"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, list) = send(&e.gh, "GET", "/auth/api-keys", session["access_token"].as_str().unwrap(), None).await;
+    assert_eq!(list, json!([]));
 }

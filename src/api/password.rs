@@ -80,6 +80,15 @@ pub async fn reset(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<R
         .await?
         .ok_or(ApiError::InvalidResetToken)?;
     let ended = accounts.store.set_password(&user_id, &hash, now, Some(access_ttl(&app))).await?;
+    // A reset is account recovery: keys minted by whoever held the account before go too.
+    if app.config.api_keys.revoke_on_password_reset
+        && let Some(keys) = &app.auth.keys
+    {
+        let until = now + keys.revocation_window();
+        for key in accounts.store.revoke_user_keys(&user_id, now, until).await? {
+            keys.revoked(&key, until).await;
+        }
+    }
     end_sessions(&app, user_id, ended, now);
     Ok(axum::Json(json!({"success": true, "message": "Password updated. Sign in with the new password."}))
         .into_response())

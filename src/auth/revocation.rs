@@ -54,8 +54,8 @@ impl Revocations {
         if p.token_id.as_ref().is_some_and(|jti| sets.tokens.contains_key(jti)) {
             return true;
         }
-        // Sessions and user-wide cut-offs concern signed tokens; an API key or PAT lives on
-        // through a password reset and dies only by its own revocation.
+        // Sessions and user-wide cut-offs concern signed tokens; an API key or PAT dies only by
+        // its own revocation (a password reset revokes them one by one).
         if self.own_issuer.as_deref() != Some(p.issuer.as_str())
             || !matches!(p.method, AuthMethod::Jwt | AuthMethod::ClientCredentials)
         {

@@ -70,6 +70,8 @@ pub struct ApiKeysConfig {
     pub max_days: i64,
     /// Pass the key header on to the upstream.
     pub forward_header: bool,
+    /// A password reset (account recovery) revokes the user's API keys and PATs.
+    pub revoke_on_password_reset: bool,
 }
 
 impl ApiKeysConfig {
@@ -641,6 +643,7 @@ impl Validator {
             pat_default_days,
             max_days,
             forward_header: raw.forward_header.unwrap_or(false),
+            revoke_on_password_reset: raw.revoke_on_password_reset.unwrap_or(true),
         }
     }
 

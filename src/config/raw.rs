@@ -199,6 +199,7 @@ pub struct RawApiKeys {
     pub pat_default_days: Option<i64>,
     pub max_days: Option<i64>,
     pub forward_header: Option<bool>,
+    pub revoke_on_password_reset: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -285,6 +285,8 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a live key (of `user_id` when given) and announces it to every replica until
     /// `until`; returns the revoked key, `None` when there was no such live key.
     async fn revoke_api_key(&self, id: &str, user_id: Option<&str>, now: i64, until: i64) -> Result<Option<ApiKey>>;
+    /// Revokes every live key of a user (both kinds), announcing each until `until`.
+    async fn revoke_user_keys(&self, user_id: &str, now: i64, until: i64) -> Result<Vec<ApiKey>>;
     /// Records when keys were last used, many at once.
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
 

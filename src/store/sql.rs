@@ -722,6 +722,26 @@ impl Store for SqlStore {
         key_from(&row).map(Some)
     }
 
+    async fn revoke_user_keys(&self, user_id: &str, now: i64, until: i64) -> Result<Vec<ApiKey>> {
+        self.count("revoke_user_keys");
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING {KEY_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).bind(now).fetch_all(&mut *tx).await?;
+        let keys = rows.iter().map(key_from).collect::<Result<Vec<_>>>()?;
+        for key in &keys {
+            sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'token', $2, $3)")
+                .bind(now)
+                .bind(&key.id)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(keys)
+    }
+
     async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
         if used.is_empty() {
             return Ok(());
