@@ -41,6 +41,7 @@ on_both!(
     operators_create_users_from_the_cli,
     reset_mail_goes_out_by_smtp,
     lockout_is_time_bounded,
+    replicas_starting_together_agree_on_secrets,
 );
 
 struct Env {
@@ -576,4 +577,21 @@ async fn lockout_is_time_bounded(backend: Backend) {
     store.record_failure("other", t0, 3, 900).await.unwrap();
     store.record_failure("other", t0 + 1, 3, 900).await.unwrap();
     assert_eq!(store.record_failure("other", t0 + 5000, 3, 900).await.unwrap(), None);
+}
+
+async fn replicas_starting_together_agree_on_secrets(backend: Backend) {
+    // Eight "replicas" ask a fresh store for the same internal secret at once: the first
+    // insert wins, the others read it; none fails (a failure here stops a replica starting).
+    let ts = backend.fresh().await;
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(SqlStore::connect(&ts.url).await.unwrap());
+    }
+    for round in 0..5 {
+        let name = format!("internal:test-secret-{round}");
+        let asks = stores.iter().map(|s| gatehouse::auth::own_keys::stored_secret(s, &name));
+        let secrets: Vec<[u8; 32]> =
+            futures::future::join_all(asks).await.into_iter().map(|r| r.expect("every replica gets it")).collect();
+        assert!(secrets.windows(2).all(|w| w[0] == w[1]), "replicas disagree in round {round}");
+    }
 }

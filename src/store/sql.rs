@@ -589,10 +589,12 @@ impl Store for SqlStore {
     async fn insert_signing_key_if_none(&self, key: &StoredKey) -> Result<Vec<StoredKey>> {
         self.count("insert_signing_key_if_none");
         // The partial unique index admits one live key per algorithm, so replicas starting
-        // together agree on one: the losers' inserts do nothing.
+        // together agree on one: the losers' inserts do nothing. No conflict target: two
+        // replicas inserting a fixed kid (the internal secrets) collide on the primary key
+        // instead, which a targeted ON CONFLICT would turn into an error for the loser.
         sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (algorithm) WHERE retired_at IS NULL DO NOTHING",
+             ON CONFLICT DO NOTHING",
         )
         .bind(&key.kid)
         .bind(&key.algorithm)
