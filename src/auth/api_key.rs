@@ -357,9 +357,10 @@ impl ApiKeys {
     }
 
     /// How long replicas must keep refusing a revoked key: as long as any of them may still
-    /// hold it in its cache.
+    /// hold it in its cache. At least an hour, so a replica whose `cache_ttl` is longer than
+    /// this one's (during a rolling config change) is still covered; entries are tiny.
     pub fn revocation_window(&self) -> i64 {
-        self.config.cache_ttl.as_secs() as i64 + 60
+        self.config.cache_ttl.max(Duration::from_secs(3600)).as_secs() as i64 + 60
     }
 
     /// Writes `last_used_at` for the keys used since the last flush, in one batch, every
