@@ -1,5 +1,6 @@
 //! Tokens minted by other languages' JWT libraries (Python PyJWT, Node `jose`) are
-//! accepted, and the same libraries' tampered or mis-signed tokens are refused.
+//! accepted, and the same libraries' tampered or mis-signed tokens are refused; and the
+//! tokens Gatehouse issues verify in those libraries against its live JWKS.
 
 mod common;
 
@@ -98,5 +99,75 @@ print(claims["sub"])
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{alg:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-gatehouse");
+    }
+}
+
+#[tokio::test]
+async fn client_credential_tokens_verify_in_pyjwt_and_jose_against_the_live_jwks() {
+    // A resource server in Python or Node checks Gatehouse's client tokens with stock code:
+    // fetch /.well-known/jwks.json, verify signature, issuer and audience.
+    let upstream = Upstream::start().await;
+    let store = Backend::Sqlite.fresh().await;
+    let toml = accounts_config(&upstream, &store, "");
+    let gh = Gatehouse::start(&toml).await;
+    gh.wait_ready().await;
+
+    let config = gatehouse::Config::from_toml(&toml, Vec::new()).unwrap();
+    let sql = gatehouse::store::SqlStore::connect(&store.url).await.unwrap();
+    let pepper = gatehouse::auth::api_key::Pepper::load(&config, &sql).await.unwrap();
+    let secret = gatehouse::auth::api_key::generate("gcs");
+    use gatehouse::store::Store;
+    sql.create_client(&gatehouse::store::Client {
+        id: "gc_interop".into(),
+        name: "interop".into(),
+        secret_digest: pepper.digest(&secret).to_vec(),
+        scopes: vec!["reports:read".into()],
+        created_at: now() as i64,
+        created_by: None,
+        revoked_at: None,
+    })
+    .await
+    .unwrap();
+    let resp = client()
+        .post(gh.url("/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=client_credentials&client_id=gc_interop&client_secret={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let input = json!({
+        "jwks_url": gh.url("/.well-known/jwks.json"),
+        "token": token,
+        "issuer": "https://gatehouse.test",
+        "audience": "gatehouse",
+    });
+    for (program, script) in [("python3", "verify_remote.py"), ("node", "verify_remote.mjs")] {
+        let input = input.to_string();
+        let script = root.join(script);
+        // The verifier fetches the JWKS from this test's server: run it off the runtime.
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new(program)
+                .arg(&script)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {program} (install it; CI does): {e}"));
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{program}: {}", String::from_utf8_lossy(&out.stderr));
+        let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(claims["sub"], "gc_interop", "{program}: {claims}");
+        assert_eq!(claims["client_id"], "gc_interop");
+        assert_eq!(claims["scope"], "reports:read");
     }
 }
