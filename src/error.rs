@@ -42,16 +42,23 @@ pub enum AccessError {
 /// The request itself cannot be handled (4xx before any auth decision).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
-    #[error("the request path contains `.` or `..` segments")]
-    DotSegment,
-    #[error("the request path is not validly encoded")]
-    BadPath,
+    /// The path cannot be matched safely (see `routes::path`).
+    #[error("{0}")]
+    Path(crate::routes::PathError),
+    #[error("{0}")]
+    Host(crate::routes::HostError),
     #[error("{0}")]
     BadHeader(&'static str),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed here")]
     MethodNotAllowed,
+    /// The route exists, but no rule for it allows this method.
+    #[error("no rule for this route allows the {method} method")]
+    RouteMethod { method: http::Method, allow: Vec<http::Method> },
+    /// A request head larger than `server.max_header_bytes`.
+    #[error("the request headers are too large")]
+    HeadersTooLarge,
 }
 
 /// Talking to the upstream failed (5xx that Gatehouse reports on the upstream's behalf).
@@ -125,10 +132,13 @@ impl From<crate::auth::password::HashError> for ApiError {
 
 impl From<crate::routes::PathError> for Error {
     fn from(e: crate::routes::PathError) -> Self {
-        match e {
-            crate::routes::PathError::DotSegment => RequestError::DotSegment.into(),
-            crate::routes::PathError::BadEncoding => RequestError::BadPath.into(),
-        }
+        RequestError::Path(e).into()
+    }
+}
+
+impl From<crate::routes::HostError> for Error {
+    fn from(e: crate::routes::HostError) -> Self {
+        RequestError::Host(e).into()
     }
 }
 
@@ -220,7 +230,10 @@ impl Error {
             Error::Auth(AuthError::Unavailable) => "store_unavailable",
             Error::Access(AccessError::InsufficientScope { .. }) => "insufficient_scope",
             Error::Access(AccessError::MissingRole { .. }) => "insufficient_role",
-            Error::Request(RequestError::DotSegment | RequestError::BadPath) => "invalid_path",
+            Error::Request(RequestError::Path(_)) => "invalid_path",
+            Error::Request(RequestError::Host(_)) => "invalid_host",
+            Error::Request(RequestError::RouteMethod { .. }) => "method_not_allowed",
+            Error::Request(RequestError::HeadersTooLarge) => "headers_too_large",
             Error::Request(RequestError::BadHeader(_)) => "invalid_header",
             Error::Request(RequestError::NotFound) => "not_found",
             Error::Request(RequestError::MethodNotAllowed) => "method_not_allowed",
@@ -252,7 +265,10 @@ impl Error {
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Access(_) => StatusCode::FORBIDDEN,
             Error::Request(RequestError::NotFound) => StatusCode::NOT_FOUND,
-            Error::Request(RequestError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Request(RequestError::MethodNotAllowed | RequestError::RouteMethod { .. }) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            Error::Request(RequestError::HeadersTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Request(_) => StatusCode::BAD_REQUEST,
             Error::Upstream(UpstreamError::Unavailable) => StatusCode::BAD_GATEWAY,
             Error::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -287,6 +303,7 @@ impl Error {
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             StatusCode::CONFLICT => "conflict",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
             StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
             _ => "error",
         }
@@ -347,6 +364,12 @@ impl Error {
         {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Error::Request(RequestError::RouteMethod { allow, .. }) = self {
+            let list: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                h.insert(header::ALLOW, v);
+            }
         }
         resp
     }

@@ -43,7 +43,17 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     }
     tracing::info!(listen = %listener.local_addr()?, upstream = %app.config.upstream.url, tls = tls.is_some(), "gatehouse is serving");
     let keys = app.auth.keys.clone();
-    server::serve(listener, app, tls, shutdown).await;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = app.config.server.metrics_listen {
+        let metrics = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("server.metrics_listen {addr}: {e}"))?;
+        tracing::info!(listen = %metrics.local_addr()?, "metrics are served on their own listener");
+        let stopped = async {
+            let _ = metrics_stopped.await;
+        };
+        maintenance.push(tokio::spawn(server::serve(metrics, app.clone(), None, server::Role::Metrics, stopped)));
+    }
+    server::serve(listener, app, tls, server::Role::Main, shutdown).await;
+    let _ = stop_metrics.send(());
     for task in maintenance {
         task.abort();
     }

@@ -45,12 +45,7 @@ pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Optio
                 Error::NotReady.to_response()
             }
         }),
-        "/metrics" => only_get(req, || {
-            let mut r = Response::new(body::full(app.metrics.render(&app.auth)));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-            r
-        }),
+        "/metrics" if app.config.server.metrics_listen.is_none() => only_get(req, || metrics(app)),
         "/.well-known/jwks.json" => only_get(req, || {
             let keys = app.auth.own.as_ref().map(|o| o.ring().jwks.clone()).unwrap_or_default();
             let mut r = json_response(StatusCode::OK, &json!({"keys": keys}));
@@ -70,6 +65,20 @@ pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Optio
         log.error = code;
     }
     Some(resp)
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    let mut r = Response::new(body::full(app.metrics.render(&app.auth)));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
+
+/// The whole of `server.metrics_listen`: `/metrics`, and 404 for anything else.
+pub fn metrics_listener<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    match req.uri().path() {
+        "/metrics" => only_get(req, || metrics(app)),
+        _ => Error::from(RequestError::NotFound).to_response(),
+    }
 }
 
 fn metadata(app: &App) -> serde_json::Value {

@@ -18,7 +18,7 @@ use http::{HeaderName, Uri};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
-use crate::routes::{Access, RouteTable, RuleSpec};
+use crate::routes::{Access, EscapedSlashes, HostPattern, MethodMismatch, RouteTable, RoutingPolicy, RuleSpec};
 pub use duration::parse as parse_duration;
 use raw::RawConfig;
 
@@ -138,6 +138,12 @@ pub struct ServerConfig {
     /// How long in-flight requests may run after SIGTERM before connections are cut.
     pub shutdown_grace: Duration,
     pub max_header_count: usize,
+    /// The most a request head (request line and headers) may take; past it, 431.
+    pub max_header_bytes: usize,
+    /// Time a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// `/metrics` on its own listener instead of the main one.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -162,6 +168,9 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
+    /// `Upgrade` protocols spliced through after a 101 (lowercase); any other is not offered
+    /// to the upstream.
+    pub upgrades: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -452,7 +461,8 @@ impl Validator {
             }
         }
         issuers.shrink_to_fit();
-        let routes = self.routes(&raw.routes);
+        let routing = self.routing(&raw.routing);
+        let routes = self.routes(&raw.routes, routing);
         let headers = self.headers(&raw.headers);
         let rate_limit = RateLimitConfig {
             login_per_minute: self.positive(
@@ -702,6 +712,26 @@ impl Validator {
             idle_timeout: self.duration("server.idle_timeout", &raw.idle_timeout, Duration::from_secs(60)),
             shutdown_grace: self.duration("server.shutdown_grace", &raw.shutdown_grace, Duration::from_secs(30)),
             max_header_count: self.positive("server.max_header_count", raw.max_header_count, 100, 1000) as usize,
+            // hyper's read buffer cannot be smaller than 8 KiB.
+            max_header_bytes: match raw.max_header_bytes {
+                Some(n) if !(8192..=1 << 20).contains(&n) => {
+                    self.problem("server.max_header_bytes", format!("{n} is out of range (8192 to 1048576)"));
+                    64 * 1024
+                }
+                n => n.unwrap_or(64 * 1024) as usize,
+            },
+            handshake_timeout: self.duration(
+                "server.handshake_timeout",
+                &raw.handshake_timeout,
+                Duration::from_secs(10),
+            ),
+            metrics_listen: raw.metrics_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.problem("server.metrics_listen", format!("`{text}` is not an address like 0.0.0.0:9090"));
+                    None
+                }
+            }),
         })
     }
 
@@ -738,7 +768,28 @@ impl Validator {
                 Duration::from_secs(90),
             ),
             pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, 256, 100_000) as usize,
+            upgrades: self.upgrades(raw.upgrades.as_deref()),
         })
+    }
+
+    fn upgrades(&mut self, raw: Option<&[String]>) -> Vec<String> {
+        let Some(list) = raw else {
+            return vec!["websocket".into()];
+        };
+        let mut out = Vec::new();
+        for (i, name) in list.iter().enumerate() {
+            let key = format!("upstream.upgrades[{i}]");
+            let lower = name.to_ascii_lowercase();
+            if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~/".contains(&b)) {
+                self.problem(key, format!("`{name}` is not a protocol name"));
+            } else if lower.starts_with("h2") || lower.starts_with("http/") {
+                // Splicing a new HTTP version past Gatehouse would bypass every later request's checks.
+                self.problem(key, format!("`{name}` cannot be allowed: it would carry requests Gatehouse never sees"));
+            } else {
+                out.push(lower);
+            }
+        }
+        out
     }
 
     fn algorithm(&mut self, key: &str, text: &str) -> Option<Algorithm> {
@@ -891,7 +942,28 @@ impl Validator {
         })
     }
 
-    fn routes(&mut self, raw: &[raw::RawRoute]) -> RouteTable {
+    fn routing(&mut self, raw: &raw::RawRouting) -> RoutingPolicy {
+        let escaped_slashes = match raw.escaped_slashes.as_deref() {
+            None | Some("reject") => EscapedSlashes::Reject,
+            Some("unescape") => EscapedSlashes::Unescape,
+            Some("keep") => EscapedSlashes::Keep,
+            Some(other) => {
+                self.problem("routing.escaped_slashes", format!("`{other}` is not one of reject, unescape, keep"));
+                EscapedSlashes::Reject
+            }
+        };
+        let method_mismatch = match raw.method_mismatch.as_deref() {
+            None | Some("deny") => MethodMismatch::Deny,
+            Some("next") => MethodMismatch::Next,
+            Some(other) => {
+                self.problem("routing.method_mismatch", format!("`{other}` is not one of deny, next"));
+                MethodMismatch::Deny
+            }
+        };
+        RoutingPolicy { escaped_slashes, method_mismatch }
+    }
+
+    fn routes(&mut self, raw: &[raw::RawRoute], policy: RoutingPolicy) -> RouteTable {
         let mut specs = Vec::new();
         for (i, r) in raw.iter().enumerate() {
             let key = |f: &str| format!("routes[{i}].{f}");
@@ -899,9 +971,28 @@ impl Validator {
                 self.problem(key("path"), "is required (a path prefix such as `/` or `/api/`)");
                 continue;
             };
-            if !path.starts_with('/') {
+            let path = if !path.starts_with('/') {
                 self.problem(key("path"), format!("`{path}` must start with `/`"));
-            }
+                path
+            } else {
+                match crate::routes::path::canonicalize(&path, policy.escaped_slashes) {
+                    Ok(c) => c.matched().to_string(),
+                    Err(e) => {
+                        self.problem(key("path"), format!("`{path}`: {e}; requests for it would be refused"));
+                        path
+                    }
+                }
+            };
+            let host = match r.host.as_deref() {
+                None => HostPattern::Any,
+                Some(h) => HostPattern::parse(h).unwrap_or_else(|_| {
+                    self.problem(
+                        key("host"),
+                        format!("`{h}` is not a host name, `*.domain` or `*` (ports are never matched)"),
+                    );
+                    HostPattern::Any
+                }),
+            };
             let mut methods = Vec::new();
             for (j, m) in r.methods.iter().flatten().enumerate() {
                 match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
@@ -923,9 +1014,9 @@ impl Validator {
                     Access::Public
                 }
             };
-            specs.push(RuleSpec { host: r.host.clone(), path, methods, access });
+            specs.push(RuleSpec { host, path, methods, access });
         }
-        RouteTable::compile(specs)
+        RouteTable::compile(specs, policy)
     }
 
     fn headers(&mut self, raw: &raw::RawHeaders) -> HeadersConfig {
@@ -948,6 +1039,9 @@ impl Validator {
             .cloned()
             .chain(claims.iter().map(|(_, h)| h.clone()))
             .collect();
+        // A renamed or disabled header keeps its default name reserved: an upstream written
+        // against the defaults must never read a client's copy of them.
+        reserved.extend(DEFAULT_IDENTITY_HEADERS.iter().map(|h| HeaderName::from_static(h)));
         for (i, s) in raw.strip.iter().enumerate() {
             if let Some(h) = self.header(&format!("headers.strip[{i}]"), &Some(s.clone()), "") {
                 reserved.push(h);
@@ -976,6 +1070,17 @@ impl Validator {
         }
     }
 }
+
+/// The default identity header names (lowercase), stripped from requests whatever `[headers]` says.
+const DEFAULT_IDENTITY_HEADERS: [&str; 7] = [
+    "x-auth-user-id",
+    "x-auth-email",
+    "x-auth-email-verified",
+    "x-auth-role",
+    "x-auth-permissions",
+    "x-auth-team-id",
+    "x-auth-method",
+];
 
 /// A secret file's bytes without the trailing newline editors add.
 pub fn trim_secret(bytes: &[u8]) -> &[u8] {

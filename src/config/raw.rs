@@ -20,6 +20,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
     pub headers: RawHeaders,
     #[serde(default)]
     pub rate_limit: RawRateLimit,
@@ -48,6 +50,9 @@ pub struct RawServer {
     pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_header_count: Option<i64>,
+    pub max_header_bytes: Option<i64>,
+    pub handshake_timeout: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +68,7 @@ pub struct RawUpstream {
     pub response_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle: Option<i64>,
+    pub upgrades: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +154,12 @@ pub struct RawRateLimit {
     pub login_per_minute: Option<i64>,
     pub lockout_after: Option<i64>,
     pub lockout_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouting {
+    pub escaped_slashes: Option<String>,
+    pub method_mismatch: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,25 +13,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::Body;
+use super::sanitise::remove_hop_by_hop;
 use crate::config::{ServerConfig, UpstreamConfig};
 use crate::error::UpstreamError;
-
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The protected app: a pooled client and where to send requests.
 pub struct Upstream {
@@ -74,13 +63,18 @@ impl Upstream {
         }
     }
 
-    /// Sends `req` (whose identity headers are already settled) and returns the response.
-    pub async fn forward(&self, mut req: Request<Incoming>, peer: Peer) -> Result<Response<Body>, UpstreamError> {
-        let upgrade = upgrade_protocol(&req);
+    /// Sends `req`, already sanitised and with its identity headers settled, to the upstream
+    /// at `path_and_query` (canonical). `host` is the canonical authority the client asked
+    /// for; `upgrade` the allowed protocol it asked to switch to, if any.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        path_and_query: &str,
+        host: Option<HeaderValue>,
+        upgrade: Option<HeaderValue>,
+        fwd: Forwarding,
+    ) -> Result<Response<Body>, UpstreamError> {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let original_host = host_of(&req);
-
-        let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let uri = if self.base_path.is_empty() {
             Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(path_and_query)
         } else {
@@ -95,9 +89,8 @@ impl Upstream {
         *req.version_mut() = Version::HTTP_11;
 
         let headers = req.headers_mut();
-        remove_hop_by_hop(headers);
-        set_forwarded(headers, peer, original_host.as_ref());
-        if let Some(h) = original_host {
+        set_forwarded(headers, fwd, host.as_ref());
+        if let Some(h) = host {
             headers.insert(header::HOST, h);
         }
         if let Some(proto) = &upgrade {
@@ -114,9 +107,15 @@ impl Upstream {
             Ok(Ok(resp)) => resp,
         };
 
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let (Some(proto), Some(client_upgrade)) = (upgrade, client_upgrade)
-        {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Only the protocol that was asked for and allowed is spliced.
+            let agreed = resp.headers().get(header::UPGRADE).zip(upgrade.as_ref()).is_some_and(|(got, asked)| {
+                got.as_bytes().eq_ignore_ascii_case(asked.as_bytes())
+            });
+            let (Some(proto), Some(client_upgrade), true) = (upgrade, client_upgrade, agreed) else {
+                tracing::warn!("the upstream switched protocols without an allowed upgrade; refused");
+                return Err(UpstreamError::Unavailable);
+            };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -138,8 +137,18 @@ impl Upstream {
     }
 }
 
-/// The `Upgrade` protocol of an HTTP/1.1 upgrade request (`Connection: upgrade` present).
-fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+/// What the upstream is told about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding {
+    pub peer: Peer,
+    /// The client's address as [`client_ip`] found it.
+    pub client_ip: IpAddr,
+}
+
+/// The protocol of an HTTP/1.1 upgrade request (`Connection: upgrade`, one `Upgrade`
+/// protocol) when it is in `allowed`. Anything else is not offered to the upstream: the
+/// request goes on as a plain one (RFC 9110 §7.8 lets a server ignore `Upgrade`).
+pub fn upgrade_protocol<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
@@ -150,34 +159,26 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants { req.headers().get(header::UPGRADE).cloned() } else { None }
-}
-
-pub fn host_of<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
-}
-
-/// Drops hop-by-hop headers, including every header named in `Connection`.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    if !wants {
+        return None;
     }
-    headers.remove(header::UPGRADE);
+    let mut values = req.headers().get_all(header::UPGRADE).iter();
+    let (value, None) = (values.next()?, values.next()) else {
+        return None;
+    };
+    let proto = value.to_str().ok()?.trim();
+    let name = proto.split('/').next().unwrap_or("");
+    let allowed = !proto.contains(',') && allowed.iter().any(|a| a.eq_ignore_ascii_case(name));
+    // RFC 6455 §4.1: a WebSocket handshake is a GET.
+    let method_ok = !name.eq_ignore_ascii_case("websocket") || req.method() == http::Method::GET;
+    (allowed && method_ok).then(|| value.clone())
 }
 
 /// `X-Forwarded-For` gets the peer appended when the peer is a trusted proxy; from anyone
-/// else the client's own forwarding headers are dropped and replaced.
-fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
+/// else (whose forwarding headers `sanitise` removed) the headers are Gatehouse's own.
+/// `X-Real-IP` is always the client address Gatehouse settled on.
+fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarding, host: Option<&HeaderValue>) {
+    let peer = fwd.peer;
     let peer_ip = peer.addr.ip().to_canonical();
     if peer.trusted {
         let existing: Vec<String> =
@@ -200,14 +201,14 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
     } else {
-        headers.remove(&FORWARDED);
         headers.insert(X_FORWARDED_FOR.clone(), ip_value(peer_ip));
         headers.insert(X_FORWARDED_PROTO.clone(), proto(peer));
-        headers.remove(&X_FORWARDED_HOST);
-        if let Some(h) = host {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
+        match host {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
     }
+    headers.insert(X_REAL_IP.clone(), ip_value(fwd.client_ip));
 }
 
 fn proto(peer: Peer) -> HeaderValue {
@@ -219,20 +220,44 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// The client's address: the peer, or, behind trusted proxies, the right-most address in
-/// `X-Forwarded-For` that is not itself a trusted proxy.
+/// `X-Forwarded-For` that is not itself a trusted proxy. An entry that is not an address
+/// (`ip`, `ip:port`, `[v6]:port`, optionally quoted) ends the chain there: the client is then
+/// the last trusted hop, never an entry further left that the client wrote itself.
 pub fn client_ip(peer: Peer, headers: &HeaderMap, server: &ServerConfig) -> IpAddr {
     let peer_ip = peer.addr.ip().to_canonical();
     if !peer.trusted {
         return peer_ip;
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.into_iter().rev().find(|ip| !server.is_trusted_proxy(*ip)).unwrap_or(peer_ip)
+    let mut hops: Vec<&str> = Vec::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        let Ok(text) = value.to_str() else {
+            return peer_ip;
+        };
+        hops.extend(text.split(','));
+    }
+    let mut client = peer_ip;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            return client;
+        };
+        client = ip;
+        if !server.is_trusted_proxy(ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let hop = hop.strip_prefix('"').and_then(|h| h.strip_suffix('"')).unwrap_or(hop);
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(sa) = hop.parse::<SocketAddr>() {
+        return Some(sa.ip().to_canonical());
+    }
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical())
 }
 
 #[cfg(test)]
@@ -240,15 +265,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connection_named_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert("x-keep", HeaderValue::from_static("1"));
-        remove_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-keep"));
+    fn forwarded_for_entries() {
+        let server = crate::config::Config::from_toml(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[upstream]\nurl = \"http://127.0.0.1:1\"\n",
+            Vec::new(),
+        )
+        .unwrap()
+        .server;
+        let peer = Peer { addr: "10.0.0.1:5000".parse().unwrap(), tls: false, trusted: true };
+        let ip = |xff: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(xff).unwrap());
+            client_ip(peer, &h, &server).to_string()
+        };
+        let table = [
+            ("203.0.113.9", "203.0.113.9"),
+            ("1.1.1.1, 203.0.113.9", "203.0.113.9"),
+            ("1.1.1.1, 203.0.113.9, 10.0.0.7", "203.0.113.9"),
+            ("1.1.1.1, 203.0.113.9:4711", "203.0.113.9"),
+            ("1.1.1.1, [2001:db8::1]:4711", "2001:db8::1"),
+            ("1.1.1.1, \"[2001:db8::1]:4711\"", "2001:db8::1"),
+            ("1.1.1.1, [2001:db8::1]", "2001:db8::1"),
+            ("1.1.1.1, ::ffff:203.0.113.9", "203.0.113.9"),
+            // Garbage ends the trusted chain: never skip past it to a client-written entry.
+            ("1.1.1.1, garbage", "10.0.0.1"),
+            ("1.1.1.1, unknown, 10.0.0.7", "10.0.0.7"),
+            ("1.1.1.1, 203.0.113.9:port", "10.0.0.1"),
+            ("1.1.1.1, , 10.0.0.7", "10.0.0.7"),
+            ("10.0.0.9", "10.0.0.9"),
+        ];
+        for (xff, want) in table {
+            assert_eq!(ip(xff), want, "{xff}");
+        }
     }
 }

@@ -6,12 +6,12 @@ use std::str::FromStr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 
-use super::{authorize, identify, inject, request_host, strip_port};
+use super::{inject, sanitise};
 use crate::app::App;
 use crate::body::{self, Body};
 use crate::config::ForwardHeaders;
 use crate::error::{Error, RequestError};
-use crate::routes::{Access, canonical_path};
+use crate::routes::{RouteTable, host};
 use crate::telemetry::AccessLog;
 
 static X_AUTH_ERROR_CODE: HeaderName = HeaderName::from_static("x-auth-error-code");
@@ -19,7 +19,9 @@ static X_AUTH_ERROR_CODE: HeaderName = HeaderName::from_static("x-auth-error-cod
 /// The request the web server is asking about, from its forwarding headers.
 struct Original {
     method: Method,
+    /// The matched form of the canonical path.
     path: String,
+    /// The canonical host name.
     host: String,
 }
 
@@ -43,7 +45,7 @@ fn family<'h>(h: &'h HeaderMap, method: &str, uri: &str) -> Result<Option<(&'h s
     }
 }
 
-fn original<B>(req: &Request<B>, trust: ForwardHeaders) -> Result<Original, Error> {
+fn original<B>(req: &Request<B>, trust: ForwardHeaders, routes: &RouteTable) -> Result<Original, Error> {
     let h = req.headers();
     let nginx = || family(h, "x-original-method", "x-original-uri");
     let traefik = || family(h, "x-forwarded-method", "x-forwarded-uri");
@@ -64,6 +66,7 @@ fn original<B>(req: &Request<B>, trust: ForwardHeaders) -> Result<Original, Erro
     .ok_or(RequestError::BadHeader("forward-auth needs X-Original-Method/-URI or X-Forwarded-Method/-Uri"))?;
     let method =
         Method::from_str(method).map_err(|_| RequestError::BadHeader("the forwarded method is not an HTTP method"))?;
+    let method = sanitise::method(&method).unwrap_or(method);
     // Only the path matters for routing; the query can hold anything.
     let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
     let raw_path = if raw_path.starts_with('/') {
@@ -71,12 +74,14 @@ fn original<B>(req: &Request<B>, trust: ForwardHeaders) -> Result<Original, Erro
     } else if let Ok(u) = http::Uri::from_str(uri) {
         u.path().to_string()
     } else {
-        return Err(RequestError::BadPath.into());
+        return Err(crate::routes::PathError::NotAbsolute.into());
     };
-    let path = canonical_path(&raw_path)?.into_owned();
+    // The same canonical form the proxy path forwards: the web server in front passes the
+    // raw path on, and every form an upstream could read differently is refused here.
+    let path = routes.canonical_path(&raw_path)?.matched().to_string();
     let host = match header(h, "x-forwarded-host")? {
-        Some(fh) => strip_port(fh.split(',').next().unwrap_or("").trim()).to_ascii_lowercase(),
-        None => request_host(req),
+        Some(fh) => host::canonical(fh.split(',').next().unwrap_or("").trim())?.name().to_string(),
+        None => host::request_host(req.version(), req.uri(), req.headers())?.name().to_string(),
     };
     Ok(Original { method, path, host })
 }
@@ -95,20 +100,13 @@ pub async fn verify<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Resp
 }
 
 async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
-    let original = original(req, app.config.forward_auth.headers)?;
+    let original = original(req, app.config.forward_auth.headers, &app.config.routes)?;
     log.path = Some(original.path.clone());
     log.method = original.method.clone();
-    let access = app.config.routes.access(&original.host, &original.method, &original.path);
-    let principal = match identify::identify(&app.auth, req.headers(), log.client_ip).await {
-        Ok(p) => p,
-        Err(_) if *access == Access::Public => None,
-        Err(e) => return Err(e.into()),
-    };
-    authorize::authorize(access, principal.as_deref())?;
+    let principal = super::admit(app, &original.host, &original.method, &original.path, req.headers(), log).await?;
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
     if let Some(p) = &principal {
-        log.principal(p);
         inject::inject(resp.headers_mut(), p, &app.config.headers);
     }
     Ok(resp)

@@ -1,14 +1,17 @@
 //! The request pipeline. Every request walks these stages, in this order:
 //!
 //! 1. **classify** (here): Gatehouse's own endpoints (health, readiness, metrics, JWKS,
-//!    forward-auth) are answered directly; everything else is a proxied request.
-//! 2. **sanitise** ([`inject::strip`]): every configured identity header is removed from the
-//!    request, whatever happens next; the path is canonicalised for matching.
+//!    forward-auth, the auth API) are answered directly; everything else is proxied.
+//! 2. **sanitise** ([`sanitise`]): hop-by-hop headers and those `Connection` names, identity
+//!    headers, method overrides and untrusted forwarding headers are removed, before anything
+//!    reads the request; host, method and path are put in canonical form ([`crate::routes`]),
+//!    and what cannot be is refused.
 //! 3. **authenticate** ([`identify`]): credential -> verified [`Principal`].
 //! 4. **authorize** ([`authorize`]): the first route rule matching (host, method, path).
+//!    Stages 3 and 4 are [`admit`], shared with forward-auth.
 //! 5. **inject** ([`inject::inject`]): verified identity headers are added.
-//! 6. **forward** ([`forward`]): hop-by-hop headers dropped, `X-Forwarded-*` set, bodies
-//!    streamed, upgrades spliced.
+//! 6. **forward** ([`forward`]): the canonical path and host are sent upstream with
+//!    `X-Forwarded-*` set, bodies streamed, allowed upgrades spliced.
 //! 7. **respond** ([`respond`]): errors become the one JSON shape; the request id is set and
 //!    one access-log line written.
 //!
@@ -20,17 +23,19 @@ pub mod forward_auth;
 pub mod identify;
 pub mod inject;
 pub mod respond;
+pub mod sanitise;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::body::Body;
-use crate::error::Error;
-use crate::routes::{Access, canonical_path};
+use crate::auth::principal::Principal;
+use crate::error::{Error, RequestError};
+use crate::routes::Access;
 use crate::telemetry::AccessLog;
 pub use forward::Peer;
 
@@ -42,15 +47,27 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let mut log = AccessLog::start(&req, peer, &app.config.server);
-    let resp = match crate::api::route(&app, &req, &mut log).await {
-        Some(resp) => resp,
-        None if is_accounts_path(&app, req.uri().path()) => accounts(&app, req, &log).await,
-        None => proxy(&app, peer, req, &mut log).await.unwrap_or_else(|e| {
-            log.error = Some(e.code());
-            e.to_response()
-        }),
+    let resp = if head_size(&req) > app.config.server.max_header_bytes {
+        let e = Error::from(RequestError::HeadersTooLarge);
+        log.error = Some(e.code());
+        e.to_response()
+    } else {
+        match crate::api::route(&app, &req, &mut log).await {
+            Some(resp) => resp,
+            None if is_accounts_path(&app, req.uri().path()) => accounts(&app, req, &log).await,
+            None => proxy(&app, peer, req, &mut log).await.unwrap_or_else(|e| {
+                log.error = Some(e.code());
+                e.to_response()
+            }),
+        }
     };
     Ok(respond::finish(resp, &mut log, &app, started))
+}
+
+/// The size of a request head as it came in: the target and every header line.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(1);
+    req.headers().iter().fold(target, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 fn is_accounts_path(app: &App, path: &str) -> bool {
@@ -73,56 +90,74 @@ async fn accounts(app: &Arc<App>, req: Request<Incoming>, log: &AccessLog) -> Re
 }
 
 /// Stages 2 to 6 for a request bound for the upstream.
-async fn proxy(
-    app: &App,
-    peer: Peer,
-    mut req: Request<Incoming>,
-    log: &mut AccessLog,
-) -> Result<Response<Body>, Error> {
+async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
+    let upgrade = forward::upgrade_protocol(&req, &app.config.upstream.upgrades);
+    let (mut parts, body) = req.into_parts();
     let headers_cfg = &app.config.headers;
-    let stripped = inject::strip(req.headers_mut(), headers_cfg);
+    let stripped = sanitise::request(&mut parts.headers, headers_cfg, peer.trusted);
     if stripped > 0 {
         tracing::debug!(request_id = %log.request_id, stripped, "removed client-sent identity headers");
     }
-    let path = canonical_path(req.uri().path())?;
-    let host = request_host(&req);
-    let access = app.config.routes.access(&host, req.method(), &path);
+    if let Some(m) = sanitise::method(&parts.method) {
+        parts.method = m;
+    }
+    let host = crate::routes::host::request_host(parts.version, &parts.uri, &parts.headers)?;
+    let path = app.config.routes.canonical_path(parts.uri.path())?;
+    let principal = admit(app, host.name(), &parts.method, path.matched(), &parts.headers, log).await?;
+    let upstream_host = match host.authority() {
+        "" => None,
+        a => HeaderValue::from_str(a).ok(),
+    };
 
-    let principal = match identify::identify(&app.auth, req.headers(), log.client_ip).await {
+    if let Some(p) = &principal {
+        inject::inject(&mut parts.headers, p, headers_cfg);
+    }
+    if !headers_cfg.forward_authorization {
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(keys) = &app.auth.keys
+        && !app.config.api_keys.forward_header
+    {
+        parts.headers.remove(keys.header());
+    }
+    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
+        parts.headers.insert(respond::X_REQUEST_ID.clone(), v);
+    }
+    let path_and_query = match (path.is_unchanged(), parts.uri.query()) {
+        (true, _) => parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string(),
+        (false, Some(q)) => format!("{}?{q}", path.forward()),
+        (false, None) => path.forward().to_string(),
+    };
+    let req = Request::from_parts(parts, body);
+    let fwd = forward::Forwarding { peer, client_ip: log.client_ip };
+    Ok(app.upstream.forward(req, &path_and_query, upstream_host, upgrade, fwd).await?)
+}
+
+/// Stages 3 and 4, the one admission decision for the proxy and forward-auth alike: the
+/// rule for (host, method, path), the credential, and the rule held against it. `Ok(None)`
+/// is an anonymous caller on a public route.
+pub async fn admit(
+    app: &App,
+    host: &str,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    log: &mut AccessLog,
+) -> Result<Option<Arc<Principal>>, Error> {
+    let access = app
+        .config
+        .routes
+        .access(host, method, path)
+        .map_err(|e| RequestError::RouteMethod { method: method.clone(), allow: e.allow })?;
+    let principal = match identify::identify(&app.auth, headers, log.client_ip).await {
         Ok(p) => p,
         // On a public route a bad credential is ignored: the caller is simply anonymous.
         Err(_) if *access == Access::Public => None,
         Err(e) => return Err(e.into()),
     };
     authorize::authorize(access, principal.as_deref())?;
-
     if let Some(p) = &principal {
         log.principal(p);
-        inject::inject(req.headers_mut(), p, headers_cfg);
     }
-    if !headers_cfg.forward_authorization {
-        req.headers_mut().remove(header::AUTHORIZATION);
-    }
-    if let Some(keys) = &app.auth.keys
-        && !app.config.api_keys.forward_header
-    {
-        req.headers_mut().remove(keys.header());
-    }
-    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
-        req.headers_mut().insert(respond::X_REQUEST_ID.clone(), v);
-    }
-    Ok(app.upstream.forward(req, peer).await?)
-}
-
-/// The Host a request was sent to, lowercased, without the port.
-pub fn request_host<B>(req: &Request<B>) -> String {
-    let raw = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
-    strip_port(raw).to_ascii_lowercase()
-}
-
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
-    }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    Ok(principal)
 }

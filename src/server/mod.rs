@@ -1,0 +1,220 @@
+//! The listener: accept loop, optional TLS (rustls, ALPN h2 + http/1.1), HTTP/1.1 and
+//! HTTP/2 (h2c too) on one port, a connection cap, timeouts that free idle slots
+//! ([`idle`]), a cap on request heads, and graceful drain.
+
+mod idle;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::App;
+use crate::config::{ServerConfig, TlsConfig};
+use crate::proxy::{self, Peer};
+use idle::{Activity, Tracked, Watched};
+
+/// Which endpoints a listener answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The proxy, the auth API and every built-in endpoint.
+    Main,
+    /// Only `/metrics` (`server.metrics_listen`).
+    Metrics,
+}
+
+/// After an idle connection is asked to close (HTTP/2 GOAWAY), how long it has to do so.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Builds the rustls acceptor for `[server.tls]`.
+pub fn tls_acceptor(tls: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| anyhow::anyhow!("server.tls.cert_file {}: {e}", tls.cert_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| anyhow::anyhow!("server.tls.key_file {}: {e}", tls.key_file.display()))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+/// for up to `server.shutdown_grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    role: Role,
+    shutdown: impl Future<Output = ()>,
+) {
+    let server = &app.config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Heads past max_header_bytes get a JSON 431 from the proxy; hyper's own limit (a bare
+    // 431) only stops heads too large to be worth reading at all.
+    let hard_head_limit = server.max_header_bytes.saturating_mul(2).max(16 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_headers(server.max_header_count)
+        .max_buf_size(hard_head_limit);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(hard_head_limit as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let (drain, draining) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "connection limit reached; closing new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer { addr, tls: tls.is_some(), trusted: server.is_trusted_proxy(addr.ip()) };
+        let app = app.clone();
+        let builder = builder.clone();
+        let draining = draining.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let timeouts = Timeouts::of(&app.config.server);
+            match tls {
+                None => connection(stream, app, peer, role, &builder, timeouts, draining).await,
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) = tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await else {
+                        return;
+                    };
+                    connection(stream, app, peer, role, &builder, timeouts, draining).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = drain.send(true);
+    let all = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(server.shutdown_grace, limit.acquire_many(all)).await.is_err() {
+        tracing::warn!("shutdown grace period ended with connections still open");
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    handshake: Duration,
+    /// Until the first request arrives.
+    first_request: Duration,
+    /// With no request in flight and no byte moving.
+    idle: Duration,
+}
+
+impl Timeouts {
+    fn of(server: &ServerConfig) -> Self {
+        Timeouts {
+            handshake: server.handshake_timeout,
+            first_request: server.header_read_timeout,
+            idle: server.idle_timeout,
+        }
+    }
+}
+
+/// Serves one connection until it ends, the server drains, or it sits idle: nothing sent
+/// before its first request within `header_read_timeout` (this also bounds the HTTP/2
+/// preface, which hyper itself waits for forever), or no byte moved and no request in
+/// flight for `idle_timeout`. Idle connections are asked to close, then cut.
+async fn connection<I>(
+    io: I,
+    app: Arc<App>,
+    peer: Peer,
+    role: Role,
+    builder: &auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    mut draining: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let in_flight = activity.request();
+            let app = app.clone();
+            async move {
+                let resp = match role {
+                    Role::Main => proxy::handle(app, peer, req).await?,
+                    Role::Metrics => crate::api::metrics_listener(&app, &req),
+                };
+                Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
+            }
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Watched::new(io, activity.clone())), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut seen = activity.moved();
+    let mut deadline = Instant::now() + timeouts.first_request;
+    if *draining.borrow() {
+        conn.as_mut().graceful_shutdown();
+        closing = true;
+    }
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = draining.changed(), if !closing => {
+                if changed.is_err() || *draining.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let moved = activity.moved();
+                let idle = if activity.started() {
+                    !activity.busy() && moved == seen
+                } else {
+                    // Bytes trickling in without ever making a request are no excuse.
+                    true
+                };
+                seen = moved;
+                if !idle {
+                    deadline = Instant::now() + timeouts.idle;
+                } else if !closing {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    deadline = Instant::now() + CLOSE_GRACE;
+                } else if !activity.busy() {
+                    return;
+                } else {
+                    deadline = Instant::now() + timeouts.idle;
+                }
+            }
+        }
+    }
+}
