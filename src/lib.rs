@@ -45,7 +45,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let keys = app.auth.keys.clone();
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = app.config.server.metrics_listen {
-        let metrics = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("server.metrics_listen {addr}: {e}"))?;
+        let metrics =
+            TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("server.metrics_listen {addr}: {e}"))?;
         tracing::info!(listen = %metrics.local_addr()?, "metrics are served on their own listener");
         let stopped = async {
             let _ = metrics_stopped.await;

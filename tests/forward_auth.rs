@@ -14,7 +14,7 @@ async fn setup() -> (Upstream, JwksServer, TestKey, Gatehouse) {
     let upstream = Upstream::start().await;
     let j = JwksServer::start(jwks(&[&key])).await;
     let extra = format!(
-        "{}\n[[routes]]\nhost = \"admin.example.com\"\npath = \"/\"\npermissions = [\"admin\"]\n[[routes]]\npath = \"/write/\"\nmethods = [\"POST\", \"DELETE\"]\npermissions = [\"write\"]\n",
+        "{}\n[[routes]]\nhost = \"admin.example.com\"\npath = \"/\"\npermissions = [\"admin\"]\n[[routes]]\npath = \"/write/\"\nmethods = [\"POST\", \"DELETE\"]\npermissions = [\"write\"]\n[[routes]]\npath = \"/write/\"\nmethods = [\"GET\"]\nauth = \"required\"\n",
         issuer_block(ISS, &j.url(), &["RS256"])
     );
     // Host- and method-specific rules must come first: put them ahead of the usual routes.
@@ -89,6 +89,10 @@ async fn traefik_and_caddy_dialect() {
     assert_eq!(r.status(), 403);
     let r = verify(&gh, &fwd("GET", "/write/doc", "app.example.com"), Some(&tok(&key, &["read"]))).await;
     assert_eq!(r.status(), 200);
+    // A method no rule for /write/ allows is refused (405), never passed to a looser rule.
+    let r = verify(&gh, &fwd("PATCH", "/write/doc", "app.example.com"), Some(&tok(&key, &["write"]))).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST, DELETE, GET, HEAD");
 
     // Bad token: 401 invalid_token.
     let r = verify(&gh, &fwd("GET", "/app", "app.example.com"), Some("abc.def.ghi")).await;

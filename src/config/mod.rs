@@ -780,7 +780,8 @@ impl Validator {
         for (i, name) in list.iter().enumerate() {
             let key = format!("upstream.upgrades[{i}]");
             let lower = name.to_ascii_lowercase();
-            if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~/".contains(&b)) {
+            if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~/".contains(&b))
+            {
                 self.problem(key, format!("`{name}` is not a protocol name"));
             } else if lower.starts_with("h2") || lower.starts_with("http/") {
                 // Splicing a new HTTP version past Gatehouse would bypass every later request's checks.

@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::body::Body;
 use super::sanitise::remove_hop_by_hop;
+use crate::body::Body;
 use crate::config::{ServerConfig, UpstreamConfig};
 use crate::error::UpstreamError;
 
@@ -109,9 +109,11 @@ impl Upstream {
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // Only the protocol that was asked for and allowed is spliced.
-            let agreed = resp.headers().get(header::UPGRADE).zip(upgrade.as_ref()).is_some_and(|(got, asked)| {
-                got.as_bytes().eq_ignore_ascii_case(asked.as_bytes())
-            });
+            let agreed = resp
+                .headers()
+                .get(header::UPGRADE)
+                .zip(upgrade.as_ref())
+                .is_some_and(|(got, asked)| got.as_bytes().eq_ignore_ascii_case(asked.as_bytes()));
             let (Some(proto), Some(client_upgrade), true) = (upgrade, client_upgrade, agreed) else {
                 tracing::warn!("the upstream switched protocols without an allowed upgrade; refused");
                 return Err(UpstreamError::Unavailable);

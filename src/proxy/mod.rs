@@ -32,8 +32,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::body::Body;
 use crate::auth::principal::Principal;
+use crate::body::Body;
 use crate::error::{Error, RequestError};
 use crate::routes::Access;
 use crate::telemetry::AccessLog;

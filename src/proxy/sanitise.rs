@@ -4,8 +4,8 @@
 //!
 //! It runs before injection, so no client header can remove or shadow one Gatehouse sets.
 
-use http::header::{self, HeaderMap, HeaderName};
 use http::Method;
+use http::header::{self, HeaderMap, HeaderName};
 
 use super::inject;
 use crate::config::HeadersConfig;

@@ -59,7 +59,11 @@ impl<'a> CanonicalHost<'a> {
 
 /// The host of a request: its `Host` header and its target's authority (absolute-form on
 /// HTTP/1.1, `:authority` on HTTP/2), which must agree when both are present.
-pub fn request_host<'a>(version: Version, uri: &'a Uri, headers: &'a HeaderMap) -> Result<CanonicalHost<'a>, HostError> {
+pub fn request_host<'a>(
+    version: Version,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> Result<CanonicalHost<'a>, HostError> {
     let mut values = headers.get_all(header::HOST).iter();
     let header = values.next();
     if values.next().is_some() {
@@ -92,7 +96,10 @@ pub fn canonical(raw: &str) -> Result<CanonicalHost<'_>, HostError> {
     let raw = raw.trim_matches([' ', '\t']);
     let (host, port) = split_port(raw)?;
     if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err())
+        && (port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err())
     {
         return Err(HostError::Invalid);
     }

@@ -170,8 +170,7 @@ fn decode(bytes: &[u8], slashes: EscapedSlashes) -> Result<Vec<u8>, PathError> {
         let b = bytes[i];
         let escaped = b == b'%';
         let b = if escaped {
-            let (Some(h), Some(l)) =
-                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+            let (Some(h), Some(l)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
             else {
                 return Err(PathError::BadEncoding);
             };

@@ -2,6 +2,8 @@
 //! token minting (Rust, PyJWT, node `jose`), and Gatehouse itself on an ephemeral port.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
