@@ -264,7 +264,7 @@ mod tests {
         )
     }
 
-    fn perms<'a>(r: Result<&'a Access, MethodNotAllowed>) -> Vec<&'a str> {
+    fn perms(r: Result<&Access, MethodNotAllowed>) -> Vec<&str> {
         match r {
             Ok(Access::Authenticated { permissions, .. }) => permissions.iter().map(String::as_str).collect(),
             Ok(Access::Public) => vec!["<public>"],
