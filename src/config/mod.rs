@@ -268,6 +268,9 @@ pub struct HeadersConfig {
     pub claims: Vec<(Vec<String>, HeaderName)>,
     /// Every name removed from incoming requests: all of the above plus `strip`.
     pub reserved: Vec<HeaderName>,
+    /// The headers Gatehouse fills from a principal: `reserved` without `strip`, in config
+    /// order. `/verify` answers each of them, empty when unknown.
+    pub identity: Vec<HeaderName>,
     pub forward_authorization: bool,
     pub max_value_bytes: usize,
 }
@@ -948,6 +951,7 @@ impl Validator {
             .cloned()
             .chain(claims.iter().map(|(_, h)| h.clone()))
             .collect();
+        let identity = reserved.clone();
         for (i, s) in raw.strip.iter().enumerate() {
             if let Some(h) = self.header(&format!("headers.strip[{i}]"), &Some(s.clone()), "") {
                 reserved.push(h);
@@ -971,6 +975,7 @@ impl Validator {
             name,
             claims,
             reserved,
+            identity,
             forward_authorization: raw.forward_authorization.unwrap_or(false),
             max_value_bytes: max,
         }
