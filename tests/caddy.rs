@@ -272,6 +272,9 @@ enum Expect {
     Denied(StatusCode, &'static str),
 }
 
+/// What is tried, method, path and query, bearer token, other client headers, outcome.
+type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, &'a [(&'a str, &'a str)], Expect);
+
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -289,7 +292,7 @@ async fn caddy_forward_auth_in_front_of_gatehouse() {
     let http = client();
 
     use Expect::{App, Denied};
-    let cases: Vec<(&str, &str, &str, Option<&str>, &[(&str, &str)], Expect)> = vec![
+    let cases: Vec<Case> = vec![
         ("public, anonymous", "GET", "/public/page", None, &[], App("GET", &[])),
         ("public, broken token", "GET", "/public/page", Some("not-a-jwt"), &[], App("GET", &[])),
         (
