@@ -268,8 +268,8 @@ pub struct HeadersConfig {
     pub claims: Vec<(Vec<String>, HeaderName)>,
     /// Every name removed from incoming requests: all of the above plus `strip`.
     pub reserved: Vec<HeaderName>,
-    /// The headers Gatehouse fills from a principal: `reserved` without `strip`, in config
-    /// order. `/verify` answers each of them, empty when unknown.
+    /// The headers Gatehouse fills from a principal: `reserved` without `strip`. `/verify`
+    /// answers each of them, empty when unknown.
     pub identity: Vec<HeaderName>,
     pub forward_authorization: bool,
     pub max_value_bytes: usize,
