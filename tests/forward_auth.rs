@@ -71,10 +71,10 @@ async fn traefik_and_caddy_dialect() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "missing_credentials");
 
-    // Public path: 200 without a credential, and no identity headers.
+    // Public path: 200 without a credential, and no identity (every header empty).
     let r = verify(&gh, &fwd("GET", "/public/x", "app.example.com"), None).await;
     assert_eq!(r.status(), 200);
-    assert!(!r.headers().contains_key("x-auth-user-id"));
+    assert_eq!(r.headers()["x-auth-user-id"], "");
 
     // Host rule: the same path needs `admin` on admin.example.com.
     let r = verify(&gh, &fwd("GET", "/app", "admin.example.com:443"), Some(&tok(&key, &["read"]))).await;
@@ -182,4 +182,84 @@ async fn a_client_cannot_pick_the_route_with_the_other_header_family() {
         let pinned = Gatehouse::start(&text).await;
         assert_eq!(verify(&pinned, &smuggled, None).await.status(), expected, "{mode}");
     }
+}
+
+/// Web servers copy a fixed list of names from `/verify`'s 200 onto the request; Caddy before
+/// 2.9 copies a name the answer lacks as its literal placeholder text. So every configured
+/// identity header is answered, empty when unknown, while the proxy path still omits them.
+#[tokio::test]
+async fn verify_answers_every_identity_header_empty_when_unknown() {
+    let key = TestKey::generate(Algorithm::RS256);
+    let upstream = Upstream::start().await;
+    let j = JwksServer::start(jwks(&[&key])).await;
+    // `name` is off by default; `config` maps the claims `tenant` and `org.id`.
+    let extra = format!("name = \"X-Auth-Name\"\n{}", issuer_block(ISS, &j.url(), &["RS256"]));
+    let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+    gh.wait_ready().await;
+
+    let full = {
+        let mut c = claims(ISS, "alice");
+        c["email"] = json!("alice@example.com");
+        c["name"] = json!("Alice");
+        c["role"] = json!("ops");
+        c["team_id"] = json!("team-1");
+        c["permissions"] = json!(["read", "write"]);
+        c["tenant"] = json!("t-1");
+        c["org"] = json!({"id": "o-1"});
+        key.sign(&c)
+    };
+    let bare = key.sign(&claims(ISS, "bob"));
+    let names = [
+        "x-auth-user-id",
+        "x-auth-email",
+        "x-auth-name",
+        "x-auth-role",
+        "x-auth-permissions",
+        "x-auth-team-id",
+        "x-auth-method",
+        "x-auth-tenant",
+        "x-auth-org",
+    ];
+    let anonymous = [""; 9];
+    let cases: [(&str, &str, Option<&str>, [&str; 9]); 4] = [
+        ("anonymous on a public route", "/public/x", None, anonymous),
+        ("a broken token on a public route", "/public/x", Some("abc.def.ghi"), anonymous),
+        (
+            "a JWT carrying every field",
+            "/app",
+            Some(&full),
+            ["alice", "alice@example.com", "Alice", "ops", "read,write", "team-1", "jwt", "t-1", "o-1"],
+        ),
+        ("a JWT with only a subject", "/app", Some(&bare), ["bob", "", "", "", "", "", "jwt", "", ""]),
+    ];
+    for (what, path, token, expected) in cases {
+        let r = verify(&gh, &[("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", path)], token).await;
+        assert_eq!(r.status(), 200, "{what}");
+        for (name, value) in names.iter().zip(expected) {
+            let got: Vec<_> = r.headers().get_all(*name).iter().collect();
+            assert_eq!(got, [value], "{what}: exactly one {name}");
+        }
+        if token.is_none() {
+            // Whatever else is configured (by default or later) is blank too.
+            for (name, value) in r.headers() {
+                if name.as_str().starts_with("x-auth-") {
+                    assert_eq!(value, "", "{what}: {name}");
+                }
+            }
+        }
+    }
+
+    // The proxy path is unchanged: a header the principal has no value for is not sent.
+    let (status, _, echo) = get(&gh, "/app", Some(&bare)).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen(&echo, "x-auth-user-id"), ["bob"]);
+    for name in ["x-auth-email", "x-auth-name", "x-auth-role", "x-auth-team-id", "x-auth-tenant", "x-auth-org"] {
+        assert!(echo["headers"].get(name).is_none(), "the upstream gets no {name}: {echo}");
+    }
+    let (status, _, echo) = get(&gh, "/public/x", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        echo["headers"].as_object().unwrap().keys().all(|k| !k.starts_with("x-auth-")),
+        "no identity headers for anonymous: {echo}"
+    );
 }

@@ -277,6 +277,9 @@ pub struct HeadersConfig {
     pub claims: Vec<(Vec<String>, HeaderName)>,
     /// Every name removed from incoming requests: all of the above plus `strip`.
     pub reserved: Vec<HeaderName>,
+    /// The headers Gatehouse fills from a principal: `reserved` without `strip`. `/verify`
+    /// answers each of them, empty when unknown.
+    pub identity: Vec<HeaderName>,
     pub forward_authorization: bool,
     pub max_value_bytes: usize,
 }
@@ -1040,6 +1043,7 @@ impl Validator {
             .cloned()
             .chain(claims.iter().map(|(_, h)| h.clone()))
             .collect();
+        let identity = reserved.clone();
         // A renamed or disabled header keeps its default name reserved: an upstream written
         // against the defaults must never read a client's copy of them.
         reserved.extend(DEFAULT_IDENTITY_HEADERS.iter().map(|h| HeaderName::from_static(h)));
@@ -1066,6 +1070,7 @@ impl Validator {
             name,
             claims,
             reserved,
+            identity,
             forward_authorization: raw.forward_authorization.unwrap_or(false),
             max_value_bytes: max,
         }

@@ -1,6 +1,7 @@
 //! Forward-auth: the same authenticate and authorize stages, answering a web server's
 //! subrequest (nginx `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`) with 200
-//! plus identity headers, or 401/403 in the error shape, instead of proxying.
+//! plus every configured identity header (empty when unknown), or 401/403 in the error
+//! shape, instead of proxying.
 
 use std::str::FromStr;
 
@@ -109,5 +110,7 @@ async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<R
     if let Some(p) = &principal {
         inject::inject(resp.headers_mut(), p, &app.config.headers);
     }
+    // Anonymous on a public route, or a field the credential does not carry.
+    inject::blank_missing(resp.headers_mut(), &app.config.headers);
     Ok(resp)
 }

@@ -41,6 +41,20 @@ pub fn inject(headers: &mut HeaderMap, principal: &Principal, config: &HeadersCo
     }
 }
 
+/// Gives every configured identity header that `headers` lacks an empty value.
+///
+/// For `/verify` answers only (the proxy path omits unknown headers): a web server copying a
+/// fixed list of names may invent a value for a name the answer lacks. Caddy before 2.9 sets
+/// it to the literal text `{http.reverse_proxy.header.X-Auth-Team-Id}` (caddyserver/caddy#6610),
+/// an identity nobody sent; an empty value is copied as empty, or not at all.
+pub fn blank_missing(headers: &mut HeaderMap, config: &HeadersConfig) {
+    for name in &config.identity {
+        if let http::header::Entry::Vacant(e) = headers.entry(name) {
+            e.insert(HeaderValue::from_static(""));
+        }
+    }
+}
+
 /// The identity headers of `principal`, built on first use and kept on it.
 pub fn rendered<'p>(principal: &'p Principal, config: &HeadersConfig) -> &'p [(HeaderName, HeaderValue)] {
     principal.rendered.get_or_init(|| render(principal, config))
@@ -91,5 +105,42 @@ mod tests {
         assert_eq!(strip(&mut h, &cfg.headers), 6);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
+    }
+
+    /// `/verify` blanks exactly `identity`, so every header `render` can produce must be in it.
+    #[test]
+    fn identity_lists_every_rendered_header_and_not_strip() {
+        use std::collections::BTreeSet;
+
+        use crate::auth::principal::{AuthMethod, PrincipalKind};
+        let cfg = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n[headers]\nname = \"X-Auth-Name\"\nclaims = { tenant = \"X-Tenant\" }\nstrip = [\"X-User\"]\n", Vec::new()).unwrap();
+        let p = Principal {
+            subject: "s".into(),
+            kind: PrincipalKind::User,
+            method: AuthMethod::Jwt,
+            email: Some("e".into()),
+            name: Some("n".into()),
+            roles: vec!["r".into()],
+            team_id: Some("t".into()),
+            permissions: vec!["p".into()],
+            token_id: None,
+            session_id: None,
+            issued_at: None,
+            issuer: "i".into(),
+            expires_at: None,
+            mapped_claims: vec![Some("c".into())],
+            rendered: Default::default(),
+        };
+        let rendered: BTreeSet<&str> = rendered(&p, &cfg.headers).iter().map(|(n, _)| n.as_str()).collect();
+        let identity: BTreeSet<&str> = cfg.headers.identity.iter().map(HeaderName::as_str).collect();
+        assert_eq!(rendered, identity);
+        assert!(!identity.contains(&"x-user"), "`strip` names are removed, never answered");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-auth-user-id", HeaderValue::from_static("s"));
+        blank_missing(&mut h, &cfg.headers);
+        assert_eq!(h["x-auth-user-id"], "s", "present values stay");
+        assert_eq!(h["x-auth-team-id"], "");
+        assert_eq!(h.len(), identity.len());
     }
 }
