@@ -104,6 +104,7 @@ async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<R
         Err(_) if *access == Access::Public => None,
         Err(e) => return Err(e.into()),
     };
+    let principal = authorize::verified_email(&app.config, access, principal)?;
     authorize::authorize(access, principal.as_deref())?;
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;

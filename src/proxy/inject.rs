@@ -59,6 +59,9 @@ fn render(p: &Principal, config: &HeadersConfig) -> Vec<(HeaderName, HeaderValue
     };
     push(&config.user_id, Some(&p.subject));
     push(&config.email, p.email.as_deref());
+    if p.email.is_some() {
+        push(&config.email_verified, Some(if p.email_verified { "true" } else { "false" }));
+    }
     push(&config.name, p.name.as_deref());
     if !p.roles.is_empty() {
         push(&config.role, Some(&p.roles.join(",")));

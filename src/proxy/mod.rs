@@ -94,6 +94,7 @@ async fn proxy(
         Err(_) if *access == Access::Public => None,
         Err(e) => return Err(e.into()),
     };
+    let principal = authorize::verified_email(&app.config, access, principal)?;
     authorize::authorize(access, principal.as_deref())?;
 
     if let Some(p) = &principal {
