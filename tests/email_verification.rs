@@ -235,7 +235,7 @@ async fn expired_wrong_and_superseded_links_are_refused(backend: Backend) {
     let access = s(&reg, "access_token");
     let (status, _, body) = post(&e.gh, "/auth/verify-email/resend", &json!({}), Some(&access)).await;
     assert_eq!((status, &body["email_verified"]), (200, &json!(false)), "{body}");
-    let second = e.new_token("exp@example.com", &[first.clone()]).await;
+    let second = e.new_token("exp@example.com", std::slice::from_ref(&first)).await;
     assert_ne!(first, second);
     assert!(!store.user_by_id(&user_id).await.unwrap().unwrap().email_verified);
     let (status, _, body) = post(&e.gh, "/auth/verify-email", &json!({"token": second}), None).await;
