@@ -38,7 +38,7 @@ pub enum AccessError {
     #[error("this route needs one of the roles: {}", .roles.join(", "))]
     MissingRole { roles: Vec<String> },
     /// `accounts.require_verified_email`, and the account's address is not verified yet.
-    #[error("verify your email address first: use the link sent to it (or request a new one)")]
+    #[error("verify your email address first: open the link mailed to it (a password reset verifies it too)")]
     EmailNotVerified,
 }
 
