@@ -37,6 +37,9 @@ pub enum AccessError {
     InsufficientScope { missing: Vec<String> },
     #[error("this route needs one of the roles: {}", .roles.join(", "))]
     MissingRole { roles: Vec<String> },
+    /// `accounts.require_verified_email`, and the account's address is not verified yet.
+    #[error("verify your email address first: open the link mailed to it (a password reset verifies it too)")]
+    EmailNotVerified,
 }
 
 /// The request itself cannot be handled (4xx before any auth decision).
@@ -86,6 +89,8 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("the reset token is invalid, expired or used")]
     InvalidResetToken,
+    #[error("the verification token is invalid, expired or used")]
+    InvalidVerificationToken,
     #[error("registration is closed")]
     RegistrationClosed,
     #[error("no such account")]
@@ -230,6 +235,7 @@ impl Error {
             Error::Auth(AuthError::Unavailable) => "store_unavailable",
             Error::Access(AccessError::InsufficientScope { .. }) => "insufficient_scope",
             Error::Access(AccessError::MissingRole { .. }) => "insufficient_role",
+            Error::Access(AccessError::EmailNotVerified) => "email_not_verified",
             Error::Request(RequestError::Path(_)) => "invalid_path",
             Error::Request(RequestError::Host(_)) => "invalid_host",
             Error::Request(RequestError::RouteMethod { .. }) => "method_not_allowed",
@@ -248,6 +254,7 @@ impl Error {
                 ApiError::AccountLocked { .. } => "account_locked",
                 ApiError::InvalidRefreshToken => "invalid_token",
                 ApiError::InvalidResetToken => "invalid_token",
+                ApiError::InvalidVerificationToken => "invalid_verification_token",
                 ApiError::RegistrationClosed => "registration_closed",
                 ApiError::NoAccount => "invalid_token",
                 ApiError::LimitReached { code, .. } => code,
@@ -275,7 +282,9 @@ impl Error {
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Error::Api(e) => match e {
-                ApiError::Validation { .. } | ApiError::InvalidResetToken => StatusCode::BAD_REQUEST,
+                ApiError::Validation { .. } | ApiError::InvalidResetToken | ApiError::InvalidVerificationToken => {
+                    StatusCode::BAD_REQUEST
+                }
                 ApiError::Conflict(_) => StatusCode::CONFLICT,
                 ApiError::InvalidCredentials
                 | ApiError::AccountLocked { .. }
@@ -321,6 +330,8 @@ impl Error {
             Error::Api(ApiError::InvalidCredentials | ApiError::AccountLocked { .. }) => {
                 return Some(r#"Bearer realm="gatehouse""#.into());
             }
+            // Not a token problem: no new token with other scopes would help.
+            Error::Access(AccessError::EmailNotVerified) => return None,
             Error::Access(e) => ("insufficient_scope", e.to_string()),
             // RFC 6749 §5.2: a client authenticating with HTTP Basic is answered in kind.
             Error::OAuth(OAuthError::InvalidClient) => return Some(r#"Basic realm="gatehouse""#.into()),

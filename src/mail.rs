@@ -1,4 +1,4 @@
-//! Outgoing mail (password resets): SMTP when `[smtp]` is configured; otherwise, for
+//! Outgoing mail (password resets, email verification): SMTP when `[smtp]` is configured; otherwise, for
 //! development, one file per message in `accounts.mail_outbox`, or the log.
 
 use std::path::PathBuf;
@@ -32,6 +32,11 @@ impl Mailer {
             Some(dir) => Mailer::Outbox(dir.clone()),
             None => Mailer::Log,
         })
+    }
+
+    /// Whether messages reach anyone (SMTP or the outbox), rather than only the log.
+    pub fn delivers(&self) -> bool {
+        !matches!(self, Mailer::Log)
     }
 
     pub async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), MailError> {

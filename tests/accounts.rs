@@ -343,18 +343,9 @@ async fn password_reset_flow(backend: Backend) {
     assert_eq!(b1, b2, "same answer whether or not the account exists");
 
     let outbox = e.store.dir.path().join("outbox");
-    let mut mail = String::new();
-    for _ in 0..100 {
-        if let Ok(mut dir) = std::fs::read_dir(&outbox)
-            && let Some(Ok(entry)) = dir.next()
-        {
-            mail = std::fs::read_to_string(entry.path()).unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mail = wait_mail(&outbox, "Subject: Reset your password").await;
     assert!(mail.contains("To: reset@example.com"), "{mail}");
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1, "nothing is sent for unknown emails");
+    assert_eq!(mails_with(&outbox, "Subject: Reset your password").len(), 1, "nothing is sent for unknown emails");
     let token = mail.lines().rev().find(|l| !l.trim().is_empty()).unwrap().trim().to_string();
     assert!(token.len() >= 48 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{token}");
 
@@ -541,14 +532,7 @@ async fn reset_mail_goes_out_by_smtp(backend: Backend) {
     let e = env(backend, &extra).await;
     register(&e.gh, "mail@example.com").await;
     assert_eq!(post(&e.gh, "/auth/forgot-password", &json!({"email": "mail@example.com"}), None).await.0, 200);
-    let mut mail = String::new();
-    for _ in 0..200 {
-        if let Some(Ok(entry)) = std::fs::read_dir(maildir.path()).unwrap().next() {
-            mail = std::fs::read_to_string(entry.path()).unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let mail = wait_mail(maildir.path(), "Subject: Reset your password").await;
     assert!(mail.contains("X-Envelope-To: mail@example.com"), "{mail}");
     assert!(mail.contains("From: Gatehouse <no-reply@example.com>"), "{mail}");
     let link = mail.lines().find(|l| l.starts_with("https://app.example.com/reset?token=")).expect("a reset link");

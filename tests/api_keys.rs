@@ -638,17 +638,7 @@ async fn a_password_reset_revokes_keys(backend: Backend) {
     }
     // A reset (account recovery) revokes them.
     assert_eq!(post(&e.gh, "/auth/forgot-password", &json!({"email": "recover@example.com"}), None).await.0, 200);
-    let outbox = e.store.dir.path().join("outbox");
-    let mut mail = String::new();
-    for _ in 0..100 {
-        if let Ok(mut dir) = std::fs::read_dir(&outbox)
-            && let Some(Ok(entry)) = dir.next()
-        {
-            mail = std::fs::read_to_string(entry.path()).unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mail = wait_mail(&e.store.dir.path().join("outbox"), "Subject: Reset your password").await;
     let reset = mail.lines().rev().find(|l| !l.trim().is_empty()).expect("a reset mail").trim().to_string();
     let (status, _, body) =
         post(&e.gh, "/auth/reset-password", &json!({"token": reset, "new_password": "a brand new passphrase"}), None)

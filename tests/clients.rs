@@ -548,10 +548,24 @@ async fn introspection_reports_live_tokens_only(backend: Backend) {
     let got = introspect(&e.gh, rs, &access).await;
     assert_eq!(
         keys_of(&got),
-        ["active", "aud", "auth_method", "email", "exp", "iat", "iss", "jti", "scope", "sub", "token_type"]
+        [
+            "active",
+            "aud",
+            "auth_method",
+            "email",
+            "email_verified",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "scope",
+            "sub",
+            "token_type"
+        ]
     );
     assert_eq!(got["sub"], user_id.as_str());
     assert_eq!(got["email"], "ann@example.com");
+    assert_eq!(got["email_verified"], false);
     assert_eq!(got["auth_method"], "jwt");
     assert_eq!(got["scope"], "read");
     assert_eq!(got["exp"].as_i64().unwrap() - got["iat"].as_i64().unwrap(), 300);
@@ -561,7 +575,10 @@ async fn introspection_reports_live_tokens_only(backend: Backend) {
     assert_eq!(status, 201, "{key}");
     let key = json_of(&key);
     let got = introspect(&e.gh, rs, key["key"].as_str().unwrap()).await;
-    assert_eq!(keys_of(&got), ["active", "auth_method", "email", "iat", "iss", "jti", "scope", "sub", "token_type"]);
+    assert_eq!(
+        keys_of(&got),
+        ["active", "auth_method", "email", "email_verified", "iat", "iss", "jti", "scope", "sub", "token_type"]
+    );
     assert_eq!((&got["auth_method"], &got["sub"], &got["jti"]), (&json!("api_key"), &json!(user_id), &key["id"]));
     let (status, pat) = send(&e.gh, "POST", "/auth/tokens", Some(&access), Some(json!({"name": "p"}))).await;
     assert_eq!(status, 201, "{pat}");

@@ -488,6 +488,7 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
         ("X-Auth-Team-Id", "team-0"),
         ("X-Auth-Method", "api_key"),
         ("X-Auth-Email", "admin@example.com"),
+        ("X-Auth-Email-Verified", "true"),
         ("X_Auth_User_Id", "admin"),
     ];
     let spoof = |mut req: reqwest::RequestBuilder| {
@@ -505,6 +506,7 @@ async fn nginx_auth_request_in_front_of_gatehouse() {
     assert_eq!(seen.one("x-auth-permissions"), "read");
     assert_eq!(seen.one("x-auth-team-id"), "team-1");
     assert_eq!(seen.one("x-auth-method"), "jwt");
+    assert_eq!(seen.one("x-auth-email-verified"), "false", "the token has no email_verified claim");
     assert!(seen.values("x-auth-role").is_empty(), "{seen:#?}");
     assert!(seen.values("x_auth_user_id").is_empty(), "{seen:#?}");
 

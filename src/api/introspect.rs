@@ -63,6 +63,7 @@ fn common(p: &Principal) -> Map<String, Value> {
     }
     if let Some(email) = &p.email {
         out.insert("email".into(), json!(email));
+        out.insert("email_verified".into(), json!(p.email_verified));
     }
     out
 }

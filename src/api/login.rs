@@ -80,6 +80,10 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
         }
     };
     store.clear_failures(&identifier).await.map_err(ApiError::from)?;
+    if let Err(e) = super::verify_email::require_verified(&app, &user) {
+        audit(Some(user.id.clone()), LoginOutcome::EmailNotVerified).await;
+        return Err(e);
+    }
     if checked.needs_rehash {
         // Imported bcrypt (or weaker argon2) hashes become argon2id on the first good login.
         match accounts.passwords.hash(&body.password).await {

@@ -17,6 +17,7 @@ pub mod revoke;
 pub mod session;
 pub mod token;
 pub mod validate;
+pub mod verify_email;
 
 use std::sync::Arc;
 
@@ -140,6 +141,8 @@ pub fn accounts_router(app: Arc<App>) -> axum::Router {
         .route(&format!("{p}/forgot-password"), post(password::forgot))
         .route(&format!("{p}/reset-password"), post(password::reset))
         .route(&format!("{p}/change-password"), post(password::change))
+        .route(&format!("{p}/verify-email"), post(verify_email::verify))
+        .route(&format!("{p}/verify-email/resend"), post(verify_email::resend))
         .route(&format!("{p}/api-keys"), post(api_keys::create_api_key).get(api_keys::list_api_keys))
         .route(&format!("{p}/api-keys/{{id}}"), delete(api_keys::delete_api_key))
         .route(&format!("{p}/tokens"), post(api_keys::create_pat).get(api_keys::list_pats))

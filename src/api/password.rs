@@ -80,6 +80,8 @@ pub async fn reset(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<R
         .await?
         .ok_or(ApiError::InvalidResetToken)?;
     let ended = accounts.store.set_password(&user_id, &hash, now, Some(access_ttl(&app))).await?;
+    // The reset link reached the mailbox, which is all a verification link proves.
+    accounts.store.set_email_verified(&user_id, true, now).await?;
     // A reset is account recovery: keys minted by whoever held the account before go too.
     if app.config.api_keys.revoke_on_password_reset
         && let Some(keys) = &app.auth.keys

@@ -42,5 +42,6 @@ pub async fn refresh(State(app): State<Arc<App>>, Json(body): Json<Refresh>) -> 
     };
     let user =
         accounts.store.user_by_id(&user_id).await.map_err(ApiError::from)?.ok_or(ApiError::InvalidRefreshToken)?;
+    super::verify_email::require_verified(&app, &user)?;
     Ok(axum::Json(session::next(&app, &user, &family_id, &id, token, replay, now).await?).into_response())
 }

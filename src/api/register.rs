@@ -68,6 +68,7 @@ pub async fn register(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Jso
         })
         .await
         .map_err(ApiError::from)?;
+    super::verify_email::send_later(&app, user.clone());
     let body = session::start(&app, &user, now).await?;
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }

@@ -49,6 +49,7 @@ pub fn user_json(u: &User) -> Value {
     let mut v = json!({
         "id": u.id,
         "email": u.email,
+        "email_verified": u.email_verified,
         "username": u.username,
         "name": u.name,
         "first_name": u.first_name,
@@ -78,6 +79,7 @@ fn access_token(app: &App, user: &User, family_id: &str, now: i64) -> (String, i
         "aud": tokens.audience,
         "sub": user.id,
         "email": user.email,
+        "email_verified": user.email_verified,
         "name": user.name,
         "role": user.role,
         "permissions": user.permissions,

@@ -320,7 +320,7 @@ impl ApiKeys {
     }
 
     fn principal(&self, owner: KeyOwner) -> Principal {
-        let KeyOwner { key, email, name, role, team_id, permissions: held } = owner;
+        let KeyOwner { key, email, name, role, team_id, email_verified, permissions: held } = owner;
         let (kind, method) = match key.kind {
             KeyKind::ApiKey => (PrincipalKind::ApiKey, AuthMethod::ApiKey),
             KeyKind::Pat => (PrincipalKind::Pat, AuthMethod::Pat),
@@ -330,6 +330,7 @@ impl ApiKeys {
             kind,
             method,
             email: Some(email),
+            email_verified,
             name,
             roles: vec![role],
             team_id,

@@ -246,6 +246,12 @@ impl JwtVerifier {
             kind,
             method,
             email: scalar(&paths.email),
+            // OIDC says boolean; some issuers (AWS Cognito) send the string.
+            email_verified: match lookup(claims, &paths.email_verified) {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) => s == "true",
+                _ => false,
+            },
             name: scalar(&paths.name),
             roles,
             team_id: scalar(&paths.team),

@@ -40,6 +40,9 @@ pub struct Principal {
     pub kind: PrincipalKind,
     pub method: AuthMethod,
     pub email: Option<String>,
+    /// Whether the issuer vouches that the subject controls `email` (Gatehouse: a verification
+    /// link or a password reset; other issuers: their `email_verified` claim).
+    pub email_verified: bool,
     pub name: Option<String>,
     /// The role claim; a list when the issuer sends several (Keycloak, Azure AD).
     pub roles: Vec<String>,

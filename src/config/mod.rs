@@ -122,6 +122,13 @@ pub struct AccountsConfig {
     pub max_body_bytes: usize,
     /// Users of this role may manage OAuth2 clients through the API.
     pub admin_role: String,
+    /// How long an email verification link works.
+    pub verify_ttl: Duration,
+    /// Base of the link in verification messages; the token is appended as `?token=...`.
+    pub verify_url: Option<String>,
+    /// Gatehouse's own credentials of a user whose email is not verified are refused (login,
+    /// refresh, proxy path); the auth API still serves them so the user can verify.
+    pub require_verified_email: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +247,8 @@ pub struct ClaimPaths {
     pub role: Vec<String>,
     pub team: Vec<String>,
     pub permissions: Vec<String>,
+    /// `true` or `"true"` there means the issuer vouches for the email; anything else does not.
+    pub email_verified: Vec<String>,
 }
 
 impl ClaimPaths {
@@ -254,6 +263,7 @@ impl ClaimPaths {
             role: path(&raw.role_claim, "role"),
             team: path(&raw.team_claim, "team_id"),
             permissions: path(&raw.permissions_claim, "permissions"),
+            email_verified: path(&raw.email_verified_claim, "email_verified"),
         }
     }
 
@@ -273,6 +283,8 @@ pub struct HeadersConfig {
     pub team_id: Option<HeaderName>,
     pub method: Option<HeaderName>,
     pub name: Option<HeaderName>,
+    /// `true` / `false`, sent only with an email.
+    pub email_verified: Option<HeaderName>,
     /// claim path -> header name.
     pub claims: Vec<(Vec<String>, HeaderName)>,
     /// Every name removed from incoming requests: all of the above plus `strip`.
@@ -511,6 +523,12 @@ impl Validator {
             }
             Some(SmtpConfig { url: url?, from: from? })
         });
+        if accounts.require_verified_email && smtp.is_none() && accounts.mail_outbox.is_none() {
+            self.problem(
+                "accounts.require_verified_email",
+                "needs mail delivery ([smtp] or accounts.mail_outbox): nobody could verify an address",
+            );
+        }
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
                 None | Some("text") => LogFormat::Text,
@@ -575,6 +593,9 @@ impl Validator {
             ) as usize,
             max_body_bytes: self.positive("accounts.max_body_bytes", raw.max_body_bytes, 64 * 1024, 1 << 20) as usize,
             admin_role: raw.admin_role.clone().unwrap_or_else(|| "admin".into()),
+            verify_ttl: self.duration("accounts.verify_ttl", &raw.verify_ttl, Duration::from_secs(86_400)),
+            verify_url: raw.verify_url.clone(),
+            require_verified_email: raw.require_verified_email.unwrap_or(false),
         }
     }
 
@@ -1031,6 +1052,7 @@ impl Validator {
         let team_id = self.header("headers.team_id", &raw.team_id, "X-Auth-Team-Id");
         let method = self.header("headers.method", &raw.method, "X-Auth-Method");
         let name = self.header("headers.name", &raw.name, "");
+        let email_verified = self.header("headers.email_verified", &raw.email_verified, "X-Auth-Email-Verified");
         let mut claims = Vec::new();
         for (claim, header) in &raw.claims {
             if let Some(h) = self.header(&format!("headers.claims.{claim}"), &Some(header.clone()), "") {
@@ -1043,6 +1065,7 @@ impl Validator {
             .cloned()
             .chain(claims.iter().map(|(_, h)| h.clone()))
             .collect();
+        reserved.extend(email_verified.clone());
         let identity = reserved.clone();
         // A renamed or disabled header keeps its default name reserved: an upstream written
         // against the defaults must never read a client's copy of them.
@@ -1068,6 +1091,7 @@ impl Validator {
             team_id,
             method,
             name,
+            email_verified,
             claims,
             reserved,
             identity,
@@ -1144,6 +1168,29 @@ mod tests {
         }
         let same = load(&format!("{MINIMAL}[api_keys]\nprefix = \"k\"\npat_prefix = \"k\"")).unwrap_err();
         assert_eq!(same.problems[0].key, "api_keys.pat_prefix");
+    }
+
+    #[test]
+    fn email_verification_settings() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.accounts.verify_ttl, Duration::from_secs(86_400));
+        assert!(!c.accounts.require_verified_email && c.accounts.verify_url.is_none());
+        assert_eq!(c.headers.email_verified.as_ref().unwrap().as_str(), "x-auth-email-verified");
+        assert!(c.headers.reserved.iter().any(|h| h.as_str() == "x-auth-email-verified"), "clients cannot send it");
+        let off = load(&format!("{MINIMAL}[headers]\nemail_verified = \"\"")).unwrap();
+        assert!(off.headers.email_verified.is_none());
+        // Requiring verification without any way to deliver the link locks everyone out.
+        let err = load(&format!("{MINIMAL}[accounts]\nrequire_verified_email = true")).unwrap_err();
+        assert_eq!(err.problems[0].key, "accounts.require_verified_email");
+        let ok = load(&format!(
+            "{MINIMAL}[accounts]\nrequire_verified_email = true\nmail_outbox = \"mail\"\nverify_ttl = \"2h\"\n\
+             verify_url = \"https://app.example.com/verify\"\n[[issuers]]\nissuer = \"https://idp\"\n\
+             jwks_url = \"https://idp/k\"\nemail_verified_claim = \"ext.verified\""
+        ))
+        .unwrap();
+        assert_eq!(ok.accounts.verify_ttl, Duration::from_secs(7200));
+        assert_eq!(ok.issuers[0].claims.email_verified, ["ext", "verified"]);
+        assert_eq!(ClaimPaths::own().email_verified, ["email_verified"]);
     }
 
     #[test]

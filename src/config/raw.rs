@@ -119,6 +119,7 @@ pub struct RawIssuer {
     pub name_claim: Option<String>,
     pub role_claim: Option<String>,
     pub team_claim: Option<String>,
+    pub email_verified_claim: Option<String>,
     pub leeway: Option<String>,
 }
 
@@ -141,6 +142,7 @@ pub struct RawHeaders {
     pub team_id: Option<String>,
     pub method: Option<String>,
     pub name: Option<String>,
+    pub email_verified: Option<String>,
     #[serde(default)]
     pub claims: BTreeMap<String, String>,
     #[serde(default)]
@@ -190,6 +192,9 @@ pub struct RawAccounts {
     pub hash_concurrency: Option<i64>,
     pub max_body_bytes: Option<i64>,
     pub admin_role: Option<String>,
+    pub verify_ttl: Option<String>,
+    pub verify_url: Option<String>,
+    pub require_verified_email: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,9 @@
 //! Stage 2, authorize: hold the principal (or its absence) against the route's rule.
 
-use crate::auth::principal::Principal;
+use std::sync::Arc;
+
+use crate::auth::principal::{Principal, PrincipalKind};
+use crate::config::Config;
 use crate::error::{AccessError, AuthError, Error};
 use crate::routes::Access;
 
@@ -20,4 +23,24 @@ pub fn authorize(access: &Access, principal: Option<&Principal>) -> Result<(), E
         return Err(AccessError::MissingRole { roles: roles.clone() }.into());
     }
     Ok(())
+}
+
+/// `accounts.require_verified_email`: a user credential Gatehouse issued (session token, API
+/// key, PAT) with an unverified email proves nothing yet. On a public route the caller is
+/// then anonymous, as with any credential that is not accepted there.
+pub fn verified_email(
+    config: &Config,
+    access: &Access,
+    principal: Option<Arc<Principal>>,
+) -> Result<Option<Arc<Principal>>, Error> {
+    let Some(p) = principal else { return Ok(None) };
+    let own = config.tokens.as_ref().is_some_and(|t| t.issuer == p.issuer);
+    let unverified = p.email.is_some() && !p.email_verified && p.kind != PrincipalKind::Client;
+    if !(config.accounts.require_verified_email && own && unverified) {
+        return Ok(Some(p));
+    }
+    match access {
+        Access::Public => Ok(None),
+        Access::Authenticated { .. } => Err(AccessError::EmailNotVerified.into()),
+    }
 }

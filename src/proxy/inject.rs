@@ -73,6 +73,9 @@ fn render(p: &Principal, config: &HeadersConfig) -> Vec<(HeaderName, HeaderValue
     };
     push(&config.user_id, Some(&p.subject));
     push(&config.email, p.email.as_deref());
+    if p.email.is_some() {
+        push(&config.email_verified, Some(if p.email_verified { "true" } else { "false" }));
+    }
     push(&config.name, p.name.as_deref());
     if !p.roles.is_empty() {
         push(&config.role, Some(&p.roles.join(",")));
@@ -119,6 +122,7 @@ mod tests {
             kind: PrincipalKind::User,
             method: AuthMethod::Jwt,
             email: Some("e".into()),
+            email_verified: true,
             name: Some("n".into()),
             roles: vec!["r".into()],
             team_id: Some("t".into()),

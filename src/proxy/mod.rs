@@ -155,6 +155,7 @@ pub async fn admit(
         Err(_) if *access == Access::Public => None,
         Err(e) => return Err(e.into()),
     };
+    let principal = authorize::verified_email(&app.config, access, principal)?;
     authorize::authorize(access, principal.as_deref())?;
     if let Some(p) = &principal {
         log.principal(p);

@@ -55,6 +55,8 @@ pub struct User {
     pub role: String,
     pub permissions: Vec<String>,
     pub team_id: Option<String>,
+    /// The owner proved control of `email` (a verification link, or a password reset).
+    pub email_verified: bool,
     /// Sessions and access tokens issued before this are no longer valid (password reset).
     pub sessions_valid_after: i64,
     pub created_at: i64,
@@ -133,6 +135,8 @@ pub enum LoginOutcome {
     UnknownAccount,
     Locked,
     RateLimited,
+    /// The password was right, but `accounts.require_verified_email` and the address is not.
+    EmailNotVerified,
 }
 
 impl LoginOutcome {
@@ -143,6 +147,7 @@ impl LoginOutcome {
             LoginOutcome::UnknownAccount => "unknown_account",
             LoginOutcome::Locked => "locked",
             LoginOutcome::RateLimited => "rate_limited",
+            LoginOutcome::EmailNotVerified => "email_not_verified",
         }
     }
 }
@@ -216,6 +221,7 @@ pub struct KeyOwner {
     pub name: Option<String>,
     pub role: String,
     pub team_id: Option<String>,
+    pub email_verified: bool,
     /// The owner's permissions now: a key never proves more than its owner still holds.
     pub permissions: Vec<String>,
 }
@@ -259,6 +265,23 @@ pub trait Store: Send + Sync + 'static {
     async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()>;
     /// The user of a live reset token, which is used up by this call.
     async fn consume_reset(&self, hash: &[u8], now: i64) -> Result<Option<String>>;
+
+    /// Stores a verification link for `email` and retires the user's older unused ones, so
+    /// only the newest link works.
+    async fn create_email_verification(
+        &self,
+        hash: &[u8],
+        user_id: &str,
+        email: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// Uses up a live verification link and marks its address verified, if the account still
+    /// has that address; returns the updated user. `None`: unknown, expired, used, or mailed
+    /// to an address the account no longer has.
+    async fn consume_email_verification(&self, hash: &[u8], now: i64) -> Result<Option<User>>;
+    /// Sets the verified flag of the user's current address (a password reset proves it too).
+    async fn set_email_verified(&self, id: &str, verified: bool, now: i64) -> Result<()>;
 
     /// Until when the identifier is locked, if it is.
     async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>>;

@@ -46,7 +46,7 @@ pub struct SqlStore {
 const REREAD_SECS: i64 = 5;
 
 const USER_COLUMNS: &str = "id, email, username, name, first_name, last_name, phone, profile, password_hash, role, \
-     permissions, team_id, sessions_valid_after, created_at, updated_at, last_login_at";
+     permissions, team_id, email_verified, sessions_valid_after, created_at, updated_at, last_login_at";
 
 impl SqlStore {
     /// Connects (creating a SQLite file and its directory if needed) and applies migrations.
@@ -125,11 +125,21 @@ fn user_from(row: &AnyRow) -> Result<User> {
         role: row.try_get("role")?,
         permissions: serde_json::from_str(&permissions).unwrap_or_default(),
         team_id: row.try_get("team_id")?,
+        email_verified: flag(row, "email_verified")?,
         sessions_valid_after: row.try_get("sessions_valid_after")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_login_at: row.try_get("last_login_at")?,
     })
+}
+
+/// A boolean column: BOOLEAN on Postgres, an INTEGER 0/1 on SQLite (which has no boolean
+/// type the `Any` driver can read).
+fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+    match row.try_get::<bool, _>(column) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
 }
 
 const KEY_COLUMNS: &str =
@@ -479,6 +489,81 @@ impl Store for SqlStore {
         Ok(row.map(|r| r.try_get("user_id")).transpose()?)
     }
 
+    async fn create_email_verification(
+        &self,
+        hash: &[u8],
+        user_id: &str,
+        email: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        self.count("create_email_verification");
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE email_verifications SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(norm(email))
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_email_verification(&self, hash: &[u8], now: i64) -> Result<Option<User>> {
+        self.count("consume_email_verification");
+        let mut tx = self.pool.begin().await?;
+        // The conditional UPDATE makes the link single use, also against a concurrent click.
+        let Some(row) = sqlx::query(
+            "UPDATE email_verifications SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id, email",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let user_id: String = row.try_get("user_id")?;
+        let email: String = row.try_get("email")?;
+        let sql = format!(
+            "UPDATE users SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email_norm = $2 \
+             RETURNING {USER_COLUMNS}"
+        );
+        let user = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&user_id)
+            .bind(&email)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(user_from)
+            .transpose()?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn set_email_verified(&self, id: &str, verified: bool, now: i64) -> Result<()> {
+        self.count("set_email_verified");
+        sqlx::query("UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1 AND email_verified <> $2")
+            .bind(id)
+            .bind(verified)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>> {
         self.count("locked_until");
         let row = sqlx::query("SELECT locked_until FROM lockouts WHERE identifier = $1 AND locked_until > $2")
@@ -553,6 +638,7 @@ impl Store for SqlStore {
                     "wrong_password" => LoginOutcome::WrongPassword,
                     "unknown_account" => LoginOutcome::UnknownAccount,
                     "locked" => LoginOutcome::Locked,
+                    "email_not_verified" => LoginOutcome::EmailNotVerified,
                     _ => LoginOutcome::RateLimited,
                 };
                 Ok(LoginAttempt {
@@ -686,7 +772,7 @@ impl Store for SqlStore {
         let columns = KEY_COLUMNS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT {columns}, u.email AS owner_email, u.name AS owner_name, u.role AS owner_role, \
-             u.team_id AS owner_team_id, u.permissions AS owner_permissions FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.lookup = $1"
+             u.team_id AS owner_team_id, u.permissions AS owner_permissions, u.email_verified AS owner_email_verified FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.lookup = $1"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(lookup).fetch_optional(&self.pool).await? else {
             return Ok(None);
@@ -697,6 +783,7 @@ impl Store for SqlStore {
             name: row.try_get("owner_name")?,
             role: row.try_get("owner_role")?,
             team_id: row.try_get("owner_team_id")?,
+            email_verified: flag(&row, "owner_email_verified")?,
             permissions: serde_json::from_str(&row.try_get::<String, _>("owner_permissions")?).unwrap_or_default(),
         }))
     }

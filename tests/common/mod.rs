@@ -513,3 +513,28 @@ pub async fn post(
     let bytes = resp.bytes().await.unwrap();
     (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
+
+// === mail ===
+
+/// Messages in a mail directory (the outbox, or the SMTP sink's) that contain `needle`.
+pub fn mails_with(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut mails: Vec<(std::path::PathBuf, String)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok().map(|text| (e.path(), text)))
+        .filter(|(_, text)| text.contains(needle))
+        .collect();
+    mails.sort();
+    mails.into_iter().map(|(_, text)| text).collect()
+}
+
+/// Waits (up to 5 s) for a message containing `needle` and returns it (one of them, if many).
+pub async fn wait_mail(dir: &std::path::Path, needle: &str) -> String {
+    for _ in 0..250 {
+        if let Some(mail) = mails_with(dir, needle).pop() {
+            return mail;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no mail containing {needle:?} in {}", dir.display());
+}
