@@ -42,6 +42,7 @@ on_both!(
     reset_mail_goes_out_by_smtp,
     lockout_is_time_bounded,
     replicas_starting_together_agree_on_secrets,
+    parallel_guesses_from_many_addresses_never_outrun_the_lockout,
 );
 
 struct Env {
@@ -309,7 +310,9 @@ async fn lockout_after_failed_logins(backend: Backend) {
     assert_eq!(err["code"], "account_locked");
     let store = SqlStore::connect(&e.store.url).await.unwrap();
     let outcomes: Vec<_> = store.login_attempts("lock@example.com").await.unwrap().iter().map(|a| a.outcome).collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::Locked).count(), 1);
+    // Five guesses were checked; the other three and the right password were refused unchecked.
+    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::WrongPassword).count(), 5, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::Locked).count(), 4, "{outcomes:?}");
 }
 
 async fn login_is_rate_limited_per_ip(backend: Backend) {
@@ -577,6 +580,25 @@ async fn lockout_is_time_bounded(backend: Backend) {
     store.record_failure("other", t0, 3, 900).await.unwrap();
     store.record_failure("other", t0 + 1, 3, 900).await.unwrap();
     assert_eq!(store.record_failure("other", t0 + 5000, 3, 900).await.unwrap(), None);
+
+    // Reservations (what logins use): three attempts are granted, the fourth locks; a lock
+    // is not extended by attempts during it, ends by itself, and then counting starts afresh.
+    for i in 0..3 {
+        assert_eq!(store.reserve_attempt("user:r", t0 + i, 3, 900).await.unwrap(), None, "attempt {i}");
+    }
+    assert_eq!(store.reserve_attempt("user:r", t0 + 3, 3, 900).await.unwrap(), Some(t0 + 903));
+    assert_eq!(store.reserve_attempt("user:r", t0 + 500, 3, 900).await.unwrap(), Some(t0 + 903));
+    assert_eq!(store.locked_until("user:r", t0 + 500).await.unwrap(), Some(t0 + 903));
+    for i in 0..3 {
+        assert_eq!(store.reserve_attempt("user:r", t0 + 904 + i, 3, 900).await.unwrap(), None, "after the lock {i}");
+    }
+    assert!(store.reserve_attempt("user:r", t0 + 910, 3, 900).await.unwrap().is_some());
+    // A success (clear) gives the whole budget back; a streak older than a lock period is forgotten.
+    store.clear_failures("user:r").await.unwrap();
+    for i in 0..3 {
+        assert_eq!(store.reserve_attempt("user:r", t0 + 2000 + i, 3, 900).await.unwrap(), None);
+    }
+    assert_eq!(store.reserve_attempt("user:r", t0 + 5000, 3, 900).await.unwrap(), None, "an old streak");
 }
 
 async fn replicas_starting_together_agree_on_secrets(backend: Backend) {
@@ -594,4 +616,81 @@ async fn replicas_starting_together_agree_on_secrets(backend: Backend) {
             futures::future::join_all(asks).await.into_iter().map(|r| r.expect("every replica gets it")).collect();
         assert!(secrets.windows(2).all(|w| w[0] == w[1]), "replicas disagree in round {round}");
     }
+}
+
+/// POSTs JSON as if from `ip` (Gatehouse trusts 127.0.0.1 as a proxy in these tests).
+async fn post_from(gh: &Gatehouse, path: &str, body: &Value, token: Option<&str>, ip: &str) -> (u16, Value) {
+    let mut req = client().post(gh.url(path)).header("x-forwarded-for", ip).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+const FROM_MANY_ADDRESSES: &str = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+
+async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: Backend) {
+    // A tight per-IP limit that the attacker sidesteps with one address per guess: only the
+    // account lockout stands in the way, and the email and the username share its counter.
+    let extra =
+        format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 2\nlockout_after = 5\nlockout_minutes = 15");
+    let e = env(backend, &extra).await;
+    let (status, _, body) = post_from_json(
+        &e.gh,
+        "/auth/register",
+        &json!({"email": "target@example.com", "username": "target", "password": PW}),
+        "10.8.0.1",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let guesses = (0..40).map(|i| {
+        let gh = &e.gh;
+        let who = if i % 2 == 0 { json!({"email": "target@example.com"}) } else { json!({"username": "TARGET"}) };
+        async move {
+            let mut body = who;
+            body["password"] = json!(format!("wrong guess {i}"));
+            post_from(gh, "/auth/login", &body, None, &format!("10.9.{}.{}", i / 200, i % 200 + 1)).await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 401, "{body}");
+        *codes.entry(body["code"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert!(!codes.contains_key("rate_limited"), "the per-IP limit must not be what stops them: {codes:?}");
+    let evaluated = codes.get("invalid_credentials").copied().unwrap_or(0);
+    assert!((1..=5).contains(&evaluated), "{evaluated} guesses were checked with lockout_after = 5: {codes:?}");
+
+    // The right password, from yet another address, by email and by username: locked.
+    for who in [json!({"email": "target@example.com", "password": PW}), json!({"username": "target", "password": PW})] {
+        let (status, body) = post_from(&e.gh, "/auth/login", &who, None, "10.7.0.1").await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{who}: {body}");
+    }
+    // The audit agrees: no more than five wrong passwords were ever checked.
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    let mut checked = 0;
+    for identifier in ["target@example.com", "target"] {
+        let attempts = store.login_attempts(identifier).await.unwrap();
+        checked += attempts.iter().filter(|a| a.outcome == LoginOutcome::WrongPassword).count();
+        assert!(attempts.iter().all(|a| a.outcome != LoginOutcome::Success));
+    }
+    assert_eq!(checked, evaluated);
+}
+
+/// POSTs JSON from `ip`, also returning the headers.
+async fn post_from_json(
+    gh: &Gatehouse,
+    path: &str,
+    body: &Value,
+    ip: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = client().post(gh.url(path)).header("x-forwarded-for", ip).json(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
