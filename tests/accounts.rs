@@ -43,6 +43,7 @@ on_both!(
     lockout_is_time_bounded,
     replicas_starting_together_agree_on_secrets,
     parallel_guesses_from_many_addresses_never_outrun_the_lockout,
+    change_password_is_rate_limited_and_locks_the_account,
 );
 
 struct Env {
@@ -693,4 +694,87 @@ async fn post_from_json(
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap();
     (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend) {
+    let change = |current: &str| json!({"current_password": current, "new_password": "a brand new passphrase"});
+
+    // The login's per-IP budget (register used one of the three).
+    let e = env(backend, &format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 3")).await;
+    let (_, _, s) =
+        post_from_json(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), "10.1.0.1").await;
+    let access = s["access_token"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let (status, body) =
+            post_from(&e.gh, "/auth/change-password", &change("wrong wrong"), Some(&access), "10.1.0.1").await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("validation_error")), "{body}");
+    }
+    let (status, body) = post_from(&e.gh, "/auth/change-password", &change(PW), Some(&access), "10.1.0.1").await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    drop(e);
+
+    // The account's lockout, shared with login: parallel guesses from many addresses get at
+    // most `lockout_after` checks, then even the right password is refused, here and at login.
+    let extra =
+        format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 2\nlockout_after = 3\nlockout_minutes = 15");
+    let e = env(backend, &extra).await;
+    let (_, _, s) =
+        post_from_json(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), "10.2.0.1").await;
+    let access = s["access_token"].as_str().unwrap().to_string();
+    // A right password clears the count: two wrong, one right, then the budget is whole again.
+    for (i, current) in ["wrong one", "wrong two"].into_iter().enumerate() {
+        let (status, _) =
+            post_from(&e.gh, "/auth/change-password", &change(current), Some(&access), &format!("10.3.0.{i}")).await;
+        assert_eq!(status, 400);
+    }
+    let (status, body) =
+        post_from(&e.gh, "/auth/login", &json!({"email": "cp@example.com", "password": PW}), None, "10.3.1.1").await;
+    assert_eq!(status, 200, "{body}");
+    let guesses = (0..20).map(|i| {
+        let (gh, access) = (&e.gh, &access);
+        async move {
+            post_from(
+                gh,
+                "/auth/change-password",
+                &change(&format!("guess {i}")),
+                Some(access),
+                &format!("10.4.0.{}", i + 1),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|(status, _)| *status == 400).count();
+    assert!((1..=3).contains(&checked), "{checked} current-password guesses checked: {answers:?}");
+    for (status, body) in &answers {
+        assert!(*status == 400 || (*status == 401 && body["code"] == "account_locked"), "{status} {body}");
+    }
+    let (status, headers, body) = {
+        let resp = client()
+            .post(e.gh.url("/auth/change-password"))
+            .header("x-forwarded-for", "10.5.0.1")
+            .bearer_auth(&access)
+            .json(&change(PW))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let (status, body) =
+        post_from(&e.gh, "/auth/login", &json!({"email": "cp@example.com", "password": PW}), None, "10.5.0.2").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
+    // The password did not change.
+    let (status, body) = post_from(
+        &e.gh,
+        "/auth/login",
+        &json!({"email": "cp@example.com", "password": "a brand new passphrase"}),
+        None,
+        "10.5.0.3",
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
 }
