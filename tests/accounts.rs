@@ -44,6 +44,7 @@ on_both!(
     replicas_starting_together_agree_on_secrets,
     parallel_guesses_from_many_addresses_never_outrun_the_lockout,
     change_password_is_rate_limited_and_locks_the_account,
+    reset_tokens_never_reach_the_log,
 );
 
 struct Env {
@@ -777,4 +778,82 @@ async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend)
     )
     .await;
     assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
+}
+
+async fn reset_tokens_never_reach_the_log(backend: Backend) {
+    // The real binary, no mail delivery configured, logging everything as JSON at debug level.
+    use std::io::Read;
+    let upstream = Upstream::start().await;
+    let store = backend.fresh().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let outbox = format!("mail_outbox = \"{}\"", store.dir.path().join("outbox").display());
+    let config = accounts_config(&upstream, &store, "reset_url = \"https://app.example.com/reset\"")
+        .replace(&outbox, "")
+        .replace("[log]\naccess = false", "[log]\nlevel = \"debug\"\nformat = \"json\"")
+        + &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    let path = store.dir.path().join("gatehouse.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(r) = client().get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "gatehouse did not start");
+    let c = client();
+    let r = c
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": "quiet@example.com", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(format!("{base}/auth/forgot-password"))
+        .json(&json!({"email": "quiet@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A reset token was made (its digest is stored), so there was a secret to leak.
+    let db = SqlStore::connect(&store.url).await.unwrap();
+    let mut made = 0i64;
+    for _ in 0..200 {
+        use sqlx::Row;
+        made = sqlx::query("SELECT COUNT(*) AS n FROM password_resets").fetch_one(db.pool()).await.unwrap().get("n");
+        if made > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(made, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+
+    assert!(logs.contains("mail is not configured") && logs.contains("Reset your password"), "{logs}");
+    for leak in ["token=", "app.example.com/reset", "Use this link"] {
+        assert!(!logs.contains(leak), "`{leak}` in the logs:\n{logs}");
+    }
+    // Nothing shaped like a reset token (48 URL-safe characters) appears anywhere.
+    let longest =
+        logs.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).map(str::len).max().unwrap_or(0);
+    assert!(longest < 48, "a token-like string is in the logs:\n{logs}");
+    let _ = upstream;
 }
