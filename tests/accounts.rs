@@ -45,6 +45,8 @@ on_both!(
     parallel_guesses_from_many_addresses_never_outrun_the_lockout,
     change_password_is_rate_limited_and_locks_the_account,
     reset_tokens_never_reach_the_log,
+    json_endpoints_need_a_json_content_type,
+    profile_fields_stay_inside_profile,
 );
 
 struct Env {
@@ -182,7 +184,13 @@ async fn bad_input_is_400_and_changes_nothing(backend: Backend) {
     assert_eq!((status, err["code"].as_str()), (400, Some("validation_error")), "{err}");
     // Other endpoints too.
     for path in ["/auth/login", "/auth/refresh", "/auth/forgot-password", "/auth/reset-password"] {
-        let resp = client().post(e.gh.url(path)).body("{\"x\":").send().await.unwrap();
+        let resp = client()
+            .post(e.gh.url(path))
+            .header("content-type", "application/json")
+            .body("{\"x\":")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{path}");
     }
     let (status, _, body) = post(&e.gh, "/auth/nope", &json!({}), None).await;
@@ -856,4 +864,125 @@ async fn reset_tokens_never_reach_the_log(backend: Backend) {
         logs.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).map(str::len).max().unwrap_or(0);
     assert!(longest < 48, "a token-like string is in the logs:\n{logs}");
     let _ = upstream;
+}
+
+async fn json_endpoints_need_a_json_content_type(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 1000").await;
+    let s = register(&e.gh, "ct@example.com").await;
+    let access = s["access_token"].as_str().unwrap().to_string();
+    let refresh = s["refresh_token"].as_str().unwrap().to_string();
+    // Bodies that would succeed as JSON, each with the token it needs.
+    let endpoints: Vec<(&str, &str, Value, bool)> = vec![
+        ("POST", "/auth/register", json!({"email": "csrf@example.com", "password": PW}), false),
+        ("POST", "/auth/login", json!({"email": "ct@example.com", "password": PW}), false),
+        ("POST", "/auth/refresh", json!({"refresh_token": refresh}), false),
+        ("POST", "/auth/forgot-password", json!({"email": "ct@example.com"}), false),
+        ("POST", "/auth/reset-password", json!({"token": "x".repeat(48), "new_password": "whatever whatever"}), false),
+        ("POST", "/auth/change-password", json!({"current_password": PW, "new_password": "changed by a page"}), true),
+        ("PATCH", "/auth/me", json!({"name": "Changed By A Page"}), true),
+        ("POST", "/auth/api-keys", json!({"name": "planted"}), true),
+        ("POST", "/auth/tokens", json!({"name": "planted"}), true),
+    ];
+    // What a cross-site form or fetch can send without a CORS preflight, and no type at all.
+    let refused = [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=xyz"),
+        Some("application/jsonp"),
+        None,
+    ];
+    for (method, path, body, bearer) in &endpoints {
+        for content_type in refused {
+            let mut req = client().request(method.parse().unwrap(), e.gh.url(path)).body(body.to_string());
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            if *bearer {
+                req = req.bearer_auth(&access);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let err: Value = resp.json().await.unwrap_or(Value::Null);
+            assert_eq!(status, 415, "{method} {path} with {content_type:?}: {err}");
+            assert_eq!(err["error"], "unsupported_media_type", "{err}");
+            assert_eq!(err["code"], "unsupported_media_type", "{err}");
+            assert!(err["message"].as_str().is_some_and(|m| m.contains("JSON")), "{err}");
+        }
+    }
+    // Nothing happened: no account, the old password and profile, no keys, the session lives.
+    assert_eq!(post(&e.gh, "/auth/login", &json!({"email": "ct@example.com", "password": PW}), None).await.0, 200);
+    let (_, _, me) = get(&e.gh, "/auth/me", Some(&access)).await;
+    assert_eq!(me["name"], "Test User");
+    assert_eq!(get(&e.gh, "/auth/api-keys", Some(&access)).await.2, json!([]));
+    assert_eq!(post(&e.gh, "/auth/refresh", &json!({"refresh_token": refresh}), None).await.0, 200);
+
+    // JSON by any of its names is accepted.
+    for (i, ct) in
+        ["application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json"].iter().enumerate()
+    {
+        let body = json!({"email": format!("ok{i}@example.com"), "password": PW});
+        let resp = client()
+            .post(e.gh.url("/auth/register"))
+            .header("content-type", *ct)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{ct}");
+    }
+    // Logout keeps taking an empty body without a type; the token endpoint keeps its form.
+    let resp = client().post(e.gh.url("/auth/logout")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = client()
+        .post(e.gh.url("/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&client_id=gc_nope&client_secret=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_client");
+}
+
+async fn profile_fields_stay_inside_profile(backend: Backend) {
+    let e = env(backend, "").await;
+    let sneaky = json!({"is_admin": true, "role": "admin", "permissions": ["admin"], "email_verified": true});
+    let (status, _, reg) =
+        post(&e.gh, "/auth/register", &json!({"email": "nest@example.com", "password": PW, "profile": sneaky}), None)
+            .await;
+    assert_eq!(status, 201, "{reg}");
+    let access = reg["access_token"].as_str().unwrap().to_string();
+    let patch = json!({"profile": {"is_admin": true, "team_id": "t-1", "theme": "dark"}, "skills": ["rust"]});
+    let resp = client().patch(e.gh.url("/auth/me")).bearer_auth(&access).json(&patch).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let patched: Value = resp.json().await.unwrap();
+    let (_, _, login) = post(&e.gh, "/auth/login", &json!({"email": "nest@example.com", "password": PW}), None).await;
+    let (_, _, me) = get(&e.gh, "/auth/me", Some(&access)).await;
+    let (_, _, refreshed) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": login["refresh_token"]}), None).await;
+    let users = [
+        ("register", reg["user"].clone()),
+        ("patch", patched),
+        ("login", login["user"].clone()),
+        ("me", me),
+        ("refresh", refreshed["user"].clone()),
+    ];
+    for (what, user) in users {
+        assert_eq!(user["email"], "nest@example.com", "{what}: {user}");
+        assert!(user.get("is_admin").is_none() && user.get("theme").is_none(), "{what}: {user}");
+        assert!(user.get("email_verified").is_none_or(|v| v == false), "{what}: {user}");
+        assert_eq!(user["role"], "user", "{what}: {user}");
+        assert_eq!(user["permissions"], json!([]), "{what}: {user}");
+        assert_eq!(user["team_id"], Value::Null, "{what}: {user}");
+        if what != "register" {
+            assert_eq!(user["profile"]["is_admin"], true, "{what}: {user}");
+            assert_eq!(user["profile"]["theme"], "dark", "{what}: {user}");
+            assert_eq!(user["skills"], json!(["rust"]), "{what}: {user}");
+        } else {
+            assert_eq!(user["profile"]["role"], "admin", "{what}: {user}");
+        }
+    }
+    // The proxy sees the real role too.
+    let (_, _, echo) = get(&e.gh, "/app", Some(login["access_token"].as_str().unwrap())).await;
+    assert_eq!(seen(&echo, "x-auth-role"), ["user"]);
 }
