@@ -1,5 +1,6 @@
 //! `POST /auth/login`: email or username plus password -> a new session. Rate-limited per
 //! client IP, locked after repeated failures (in the store, so across replicas), audited.
+//! The password check under the lockout, [`check_password`], is shared with change-password.
 
 use std::sync::Arc;
 use std::time::Duration;
