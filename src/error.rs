@@ -98,6 +98,9 @@ pub enum ApiError {
     /// The owner holds as many credentials of a kind as their role allows.
     #[error("you already hold {limit} {what}, the most your role allows; delete one first")]
     LimitReached { what: &'static str, code: &'static str, limit: i64 },
+    /// A JSON endpoint got a body that does not say it is JSON.
+    #[error("the body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
     /// A resource named in the path does not exist (or is not the caller's).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -259,6 +262,7 @@ impl Error {
                 ApiError::NoAccount => "invalid_token",
                 ApiError::LimitReached { code, .. } => code,
                 ApiError::NotFound(_) => "not_found",
+                ApiError::UnsupportedMediaType => "unsupported_media_type",
                 ApiError::Internal => "internal_error",
             },
             Error::OAuth(e) => e.rfc_code(),
@@ -292,6 +296,7 @@ impl Error {
                 | ApiError::NoAccount => StatusCode::UNAUTHORIZED,
                 ApiError::RegistrationClosed | ApiError::LimitReached { .. } => StatusCode::FORBIDDEN,
                 ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+                ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::OAuth(OAuthError::InvalidClient) => StatusCode::UNAUTHORIZED,
@@ -313,6 +318,7 @@ impl Error {
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             StatusCode::CONFLICT => "conflict",
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
             _ => "error",
         }

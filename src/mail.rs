@@ -1,5 +1,8 @@
 //! Outgoing mail (password resets, email verification): SMTP when `[smtp]` is configured; otherwise, for
-//! development, one file per message in `accounts.mail_outbox`, or the log.
+//! development, one file per message in `accounts.mail_outbox`. With neither, nothing is
+//! delivered and the log says so. A message body carries secrets (reset and verification
+//! links), so it never goes to the log: logs are shipped and kept where a reset token
+//! would be an account takeover.
 
 use std::path::PathBuf;
 
@@ -9,8 +12,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::config::Config;
 
 pub enum Mailer {
-    Smtp { transport: Box<AsyncSmtpTransport<Tokio1Executor>>, from: Mailbox },
+    Smtp {
+        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
+        from: Mailbox,
+    },
     Outbox(PathBuf),
+    /// No delivery: the log says a message was due and mail is not configured.
     Log,
 }
 
@@ -58,8 +65,12 @@ impl Mailer {
                 tokio::fs::write(dir.join(name), text).await.map_err(|e| MailError(e.to_string()))
             }
             Mailer::Log => {
-                // No transport configured: this log line is the delivery (development only).
-                tracing::warn!(target: "gatehouse::mail", %to, %subject, "undelivered message (configure [smtp]):\n{body}");
+                // Only that a message was due, never its body: it holds the token.
+                tracing::warn!(
+                    target: "gatehouse::mail",
+                    %subject,
+                    "a message was not sent: mail is not configured (set [smtp], or accounts.mail_outbox for development)"
+                );
                 Ok(())
             }
         }

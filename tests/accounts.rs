@@ -42,6 +42,11 @@ on_both!(
     reset_mail_goes_out_by_smtp,
     lockout_is_time_bounded,
     replicas_starting_together_agree_on_secrets,
+    parallel_guesses_from_many_addresses_never_outrun_the_lockout,
+    change_password_is_rate_limited_and_locks_the_account,
+    reset_tokens_never_reach_the_log,
+    json_endpoints_need_a_json_content_type,
+    profile_fields_stay_inside_profile,
 );
 
 struct Env {
@@ -179,7 +184,13 @@ async fn bad_input_is_400_and_changes_nothing(backend: Backend) {
     assert_eq!((status, err["code"].as_str()), (400, Some("validation_error")), "{err}");
     // Other endpoints too.
     for path in ["/auth/login", "/auth/refresh", "/auth/forgot-password", "/auth/reset-password"] {
-        let resp = client().post(e.gh.url(path)).body("{\"x\":").send().await.unwrap();
+        let resp = client()
+            .post(e.gh.url(path))
+            .header("content-type", "application/json")
+            .body("{\"x\":")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{path}");
     }
     let (status, _, body) = post(&e.gh, "/auth/nope", &json!({}), None).await;
@@ -309,7 +320,9 @@ async fn lockout_after_failed_logins(backend: Backend) {
     assert_eq!(err["code"], "account_locked");
     let store = SqlStore::connect(&e.store.url).await.unwrap();
     let outcomes: Vec<_> = store.login_attempts("lock@example.com").await.unwrap().iter().map(|a| a.outcome).collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::Locked).count(), 1);
+    // Five guesses were checked; the other three and the right password were refused unchecked.
+    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::WrongPassword).count(), 5, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == LoginOutcome::Locked).count(), 4, "{outcomes:?}");
 }
 
 async fn login_is_rate_limited_per_ip(backend: Backend) {
@@ -561,6 +574,25 @@ async fn lockout_is_time_bounded(backend: Backend) {
     store.record_failure("other", t0, 3, 900).await.unwrap();
     store.record_failure("other", t0 + 1, 3, 900).await.unwrap();
     assert_eq!(store.record_failure("other", t0 + 5000, 3, 900).await.unwrap(), None);
+
+    // Reservations (what logins use): three attempts are granted, the fourth locks; a lock
+    // is not extended by attempts during it, ends by itself, and then counting starts afresh.
+    for i in 0..3 {
+        assert_eq!(store.reserve_attempt("user:r", t0 + i, 3, 900).await.unwrap(), None, "attempt {i}");
+    }
+    assert_eq!(store.reserve_attempt("user:r", t0 + 3, 3, 900).await.unwrap(), Some(t0 + 903));
+    assert_eq!(store.reserve_attempt("user:r", t0 + 500, 3, 900).await.unwrap(), Some(t0 + 903));
+    assert_eq!(store.locked_until("user:r", t0 + 500).await.unwrap(), Some(t0 + 903));
+    for i in 0..3 {
+        assert_eq!(store.reserve_attempt("user:r", t0 + 904 + i, 3, 900).await.unwrap(), None, "after the lock {i}");
+    }
+    assert!(store.reserve_attempt("user:r", t0 + 910, 3, 900).await.unwrap().is_some());
+    // A success (clear) gives the whole budget back; a streak older than a lock period is forgotten.
+    store.clear_failures("user:r").await.unwrap();
+    for i in 0..3 {
+        assert_eq!(store.reserve_attempt("user:r", t0 + 2000 + i, 3, 900).await.unwrap(), None);
+    }
+    assert_eq!(store.reserve_attempt("user:r", t0 + 5000, 3, 900).await.unwrap(), None, "an old streak");
 }
 
 async fn replicas_starting_together_agree_on_secrets(backend: Backend) {
@@ -578,4 +610,363 @@ async fn replicas_starting_together_agree_on_secrets(backend: Backend) {
             futures::future::join_all(asks).await.into_iter().map(|r| r.expect("every replica gets it")).collect();
         assert!(secrets.windows(2).all(|w| w[0] == w[1]), "replicas disagree in round {round}");
     }
+}
+
+/// POSTs JSON as if from `ip` (Gatehouse trusts 127.0.0.1 as a proxy in these tests).
+async fn post_from(gh: &Gatehouse, path: &str, body: &Value, token: Option<&str>, ip: &str) -> (u16, Value) {
+    let mut req = client().post(gh.url(path)).header("x-forwarded-for", ip).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+const FROM_MANY_ADDRESSES: &str = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+
+async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: Backend) {
+    // A tight per-IP limit that the attacker sidesteps with one address per guess: only the
+    // account lockout stands in the way, and the email and the username share its counter.
+    let extra =
+        format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 2\nlockout_after = 5\nlockout_minutes = 15");
+    let e = env(backend, &extra).await;
+    let (status, _, body) = post_from_json(
+        &e.gh,
+        "/auth/register",
+        &json!({"email": "target@example.com", "username": "target", "password": PW}),
+        "10.8.0.1",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let guesses = (0..40).map(|i| {
+        let gh = &e.gh;
+        let who = if i % 2 == 0 { json!({"email": "target@example.com"}) } else { json!({"username": "TARGET"}) };
+        async move {
+            let mut body = who;
+            body["password"] = json!(format!("wrong guess {i}"));
+            post_from(gh, "/auth/login", &body, None, &format!("10.9.{}.{}", i / 200, i % 200 + 1)).await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 401, "{body}");
+        *codes.entry(body["code"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert!(!codes.contains_key("rate_limited"), "the per-IP limit must not be what stops them: {codes:?}");
+    let evaluated = codes.get("invalid_credentials").copied().unwrap_or(0);
+    assert!((1..=5).contains(&evaluated), "{evaluated} guesses were checked with lockout_after = 5: {codes:?}");
+
+    // The right password, from yet another address, by email and by username: locked.
+    for who in [json!({"email": "target@example.com", "password": PW}), json!({"username": "target", "password": PW})] {
+        let (status, body) = post_from(&e.gh, "/auth/login", &who, None, "10.7.0.1").await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{who}: {body}");
+    }
+    // The audit agrees: no more than five wrong passwords were ever checked.
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    let mut checked = 0;
+    for identifier in ["target@example.com", "target"] {
+        let attempts = store.login_attempts(identifier).await.unwrap();
+        checked += attempts.iter().filter(|a| a.outcome == LoginOutcome::WrongPassword).count();
+        assert!(attempts.iter().all(|a| a.outcome != LoginOutcome::Success));
+    }
+    assert_eq!(checked, evaluated);
+}
+
+/// POSTs JSON from `ip`, also returning the headers.
+async fn post_from_json(
+    gh: &Gatehouse,
+    path: &str,
+    body: &Value,
+    ip: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = client().post(gh.url(path)).header("x-forwarded-for", ip).json(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend) {
+    let change = |current: &str| json!({"current_password": current, "new_password": "a brand new passphrase"});
+
+    // The login's per-IP budget (register used one of the three).
+    let e = env(backend, &format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 3")).await;
+    let (_, _, s) =
+        post_from_json(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), "10.1.0.1").await;
+    let access = s["access_token"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let (status, body) =
+            post_from(&e.gh, "/auth/change-password", &change("wrong wrong"), Some(&access), "10.1.0.1").await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("validation_error")), "{body}");
+    }
+    let (status, body) = post_from(&e.gh, "/auth/change-password", &change(PW), Some(&access), "10.1.0.1").await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    drop(e);
+
+    // The account's lockout, shared with login: parallel guesses from many addresses get at
+    // most `lockout_after` checks, then even the right password is refused, here and at login.
+    let extra =
+        format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 2\nlockout_after = 3\nlockout_minutes = 15");
+    let e = env(backend, &extra).await;
+    let (_, _, s) =
+        post_from_json(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), "10.2.0.1").await;
+    let access = s["access_token"].as_str().unwrap().to_string();
+    // A right password clears the count: two wrong, one right, then the budget is whole again.
+    for (i, current) in ["wrong one", "wrong two"].into_iter().enumerate() {
+        let (status, _) =
+            post_from(&e.gh, "/auth/change-password", &change(current), Some(&access), &format!("10.3.0.{i}")).await;
+        assert_eq!(status, 400);
+    }
+    let (status, body) =
+        post_from(&e.gh, "/auth/login", &json!({"email": "cp@example.com", "password": PW}), None, "10.3.1.1").await;
+    assert_eq!(status, 200, "{body}");
+    let guesses = (0..20).map(|i| {
+        let (gh, access) = (&e.gh, &access);
+        async move {
+            post_from(
+                gh,
+                "/auth/change-password",
+                &change(&format!("guess {i}")),
+                Some(access),
+                &format!("10.4.0.{}", i + 1),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|(status, _)| *status == 400).count();
+    assert!((1..=3).contains(&checked), "{checked} current-password guesses checked: {answers:?}");
+    for (status, body) in &answers {
+        assert!(*status == 400 || (*status == 401 && body["code"] == "account_locked"), "{status} {body}");
+    }
+    let (status, headers, body) = {
+        let resp = client()
+            .post(e.gh.url("/auth/change-password"))
+            .header("x-forwarded-for", "10.5.0.1")
+            .bearer_auth(&access)
+            .json(&change(PW))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let (status, body) =
+        post_from(&e.gh, "/auth/login", &json!({"email": "cp@example.com", "password": PW}), None, "10.5.0.2").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
+    // The password did not change.
+    let (status, body) = post_from(
+        &e.gh,
+        "/auth/login",
+        &json!({"email": "cp@example.com", "password": "a brand new passphrase"}),
+        None,
+        "10.5.0.3",
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
+}
+
+async fn reset_tokens_never_reach_the_log(backend: Backend) {
+    // The real binary, no mail delivery configured, logging everything as JSON at debug level.
+    use std::io::Read;
+    let upstream = Upstream::start().await;
+    let store = backend.fresh().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let outbox = format!("mail_outbox = \"{}\"", store.dir.path().join("outbox").display());
+    let config = accounts_config(&upstream, &store, "reset_url = \"https://app.example.com/reset\"")
+        .replace(&outbox, "")
+        .replace("[log]\naccess = false", "[log]\nlevel = \"debug\"\nformat = \"json\"")
+        + &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    let path = store.dir.path().join("gatehouse.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(r) = client().get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "gatehouse did not start");
+    let c = client();
+    let r = c
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": "quiet@example.com", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(format!("{base}/auth/forgot-password"))
+        .json(&json!({"email": "quiet@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A reset token was made (its digest is stored), so there was a secret to leak.
+    let db = SqlStore::connect(&store.url).await.unwrap();
+    let mut made = 0i64;
+    for _ in 0..200 {
+        use sqlx::Row;
+        made = sqlx::query("SELECT COUNT(*) AS n FROM password_resets").fetch_one(db.pool()).await.unwrap().get("n");
+        if made > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(made, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+
+    assert!(logs.contains("mail is not configured") && logs.contains("Reset your password"), "{logs}");
+    for leak in ["token=", "app.example.com/reset", "Use this link"] {
+        assert!(!logs.contains(leak), "`{leak}` in the logs:\n{logs}");
+    }
+    // Nothing shaped like a reset token (48 URL-safe characters) appears anywhere.
+    let longest =
+        logs.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).map(str::len).max().unwrap_or(0);
+    assert!(longest < 48, "a token-like string is in the logs:\n{logs}");
+    let _ = upstream;
+}
+
+async fn json_endpoints_need_a_json_content_type(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 1000").await;
+    let s = register(&e.gh, "ct@example.com").await;
+    let access = s["access_token"].as_str().unwrap().to_string();
+    let refresh = s["refresh_token"].as_str().unwrap().to_string();
+    // Bodies that would succeed as JSON, each with the token it needs.
+    let endpoints: Vec<(&str, &str, Value, bool)> = vec![
+        ("POST", "/auth/register", json!({"email": "csrf@example.com", "password": PW}), false),
+        ("POST", "/auth/login", json!({"email": "ct@example.com", "password": PW}), false),
+        ("POST", "/auth/refresh", json!({"refresh_token": refresh}), false),
+        ("POST", "/auth/forgot-password", json!({"email": "ct@example.com"}), false),
+        ("POST", "/auth/reset-password", json!({"token": "x".repeat(48), "new_password": "whatever whatever"}), false),
+        ("POST", "/auth/change-password", json!({"current_password": PW, "new_password": "changed by a page"}), true),
+        ("PATCH", "/auth/me", json!({"name": "Changed By A Page"}), true),
+        ("POST", "/auth/api-keys", json!({"name": "planted"}), true),
+        ("POST", "/auth/tokens", json!({"name": "planted"}), true),
+    ];
+    // What a cross-site form or fetch can send without a CORS preflight, and no type at all.
+    let refused = [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=xyz"),
+        Some("application/jsonp"),
+        None,
+    ];
+    for (method, path, body, bearer) in &endpoints {
+        for content_type in refused {
+            let mut req = client().request(method.parse().unwrap(), e.gh.url(path)).body(body.to_string());
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            if *bearer {
+                req = req.bearer_auth(&access);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let err: Value = resp.json().await.unwrap_or(Value::Null);
+            assert_eq!(status, 415, "{method} {path} with {content_type:?}: {err}");
+            assert_eq!(err["error"], "unsupported_media_type", "{err}");
+            assert_eq!(err["code"], "unsupported_media_type", "{err}");
+            assert!(err["message"].as_str().is_some_and(|m| m.contains("JSON")), "{err}");
+        }
+    }
+    // Nothing happened: no account, the old password and profile, no keys, the session lives.
+    assert_eq!(post(&e.gh, "/auth/login", &json!({"email": "ct@example.com", "password": PW}), None).await.0, 200);
+    let (_, _, me) = get(&e.gh, "/auth/me", Some(&access)).await;
+    assert_eq!(me["name"], "Test User");
+    assert_eq!(get(&e.gh, "/auth/api-keys", Some(&access)).await.2, json!([]));
+    assert_eq!(post(&e.gh, "/auth/refresh", &json!({"refresh_token": refresh}), None).await.0, 200);
+
+    // JSON by any of its names is accepted.
+    for (i, ct) in
+        ["application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json"].iter().enumerate()
+    {
+        let body = json!({"email": format!("ok{i}@example.com"), "password": PW});
+        let resp = client()
+            .post(e.gh.url("/auth/register"))
+            .header("content-type", *ct)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{ct}");
+    }
+    // Logout keeps taking an empty body without a type; the token endpoint keeps its form.
+    let resp = client().post(e.gh.url("/auth/logout")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = client()
+        .post(e.gh.url("/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&client_id=gc_nope&client_secret=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_client");
+}
+
+async fn profile_fields_stay_inside_profile(backend: Backend) {
+    let e = env(backend, "").await;
+    let sneaky = json!({"is_admin": true, "role": "admin", "permissions": ["admin"], "email_verified": true});
+    let (status, _, reg) =
+        post(&e.gh, "/auth/register", &json!({"email": "nest@example.com", "password": PW, "profile": sneaky}), None)
+            .await;
+    assert_eq!(status, 201, "{reg}");
+    let access = reg["access_token"].as_str().unwrap().to_string();
+    let patch = json!({"profile": {"is_admin": true, "team_id": "t-1", "theme": "dark"}, "skills": ["rust"]});
+    let resp = client().patch(e.gh.url("/auth/me")).bearer_auth(&access).json(&patch).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let patched: Value = resp.json().await.unwrap();
+    let (_, _, login) = post(&e.gh, "/auth/login", &json!({"email": "nest@example.com", "password": PW}), None).await;
+    let (_, _, me) = get(&e.gh, "/auth/me", Some(&access)).await;
+    let (_, _, refreshed) = post(&e.gh, "/auth/refresh", &json!({"refresh_token": login["refresh_token"]}), None).await;
+    let users = [
+        ("register", reg["user"].clone()),
+        ("patch", patched),
+        ("login", login["user"].clone()),
+        ("me", me),
+        ("refresh", refreshed["user"].clone()),
+    ];
+    for (what, user) in users {
+        assert_eq!(user["email"], "nest@example.com", "{what}: {user}");
+        assert!(user.get("is_admin").is_none() && user.get("theme").is_none(), "{what}: {user}");
+        assert!(user.get("email_verified").is_none_or(|v| v == false), "{what}: {user}");
+        assert_eq!(user["role"], "user", "{what}: {user}");
+        assert_eq!(user["permissions"], json!([]), "{what}: {user}");
+        assert_eq!(user["team_id"], Value::Null, "{what}: {user}");
+        if what != "register" {
+            assert_eq!(user["profile"]["is_admin"], true, "{what}: {user}");
+            assert_eq!(user["profile"]["theme"], "dark", "{what}: {user}");
+            assert_eq!(user["skills"], json!(["rust"]), "{what}: {user}");
+        } else {
+            assert_eq!(user["profile"]["role"], "admin", "{what}: {user}");
+        }
+    }
+    // The proxy sees the real role too.
+    let (_, _, echo) = get(&e.gh, "/app", Some(login["access_token"].as_str().unwrap())).await;
+    assert_eq!(seen(&echo, "x-auth-role"), ["user"]);
 }

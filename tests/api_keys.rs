@@ -44,6 +44,7 @@ on_both!(
     last_use_is_recorded_in_batches,
     key_management_needs_a_user_session,
     configured_prefixes_and_header,
+    keys_carry_a_role_only_when_granted_and_held,
 );
 
 struct Env {
@@ -600,10 +601,18 @@ async fn many_valid_keys_behind_one_address_are_not_throttled(backend: Backend) 
 async fn keys_never_outgrow_their_owner(backend: Backend) {
     let e = env(backend, "", "cache_ttl = \"1s\"").await;
     let (token, user_id) = user(&e.gh, "demoted@example.com").await;
-    let (_, created) = send(&e.gh, "POST", "/auth/tokens", &token, Some(json!({"name": "ci"}))).await;
+    let (_, created) = send(
+        &e.gh,
+        "POST",
+        "/auth/tokens",
+        &token,
+        Some(json!({"name": "ci", "scopes": ["read", "write", "role:user"]})),
+    )
+    .await;
     let pat = created["token"].as_str().unwrap().to_string();
     let (_, _, echo) = get(&e.gh, "/app", Some(&pat)).await;
     assert_eq!(seen(&echo, "x-auth-permissions"), vec!["read,write"]);
+    assert_eq!(seen(&echo, "x-auth-role"), vec!["user"]);
     // An operator takes `write` away: the PAT loses it too, once its cache entry expires.
     let store = SqlStore::connect(&e.store.url).await.unwrap();
     sqlx::query("UPDATE users SET permissions = '[\"read\"]', role = 'guest' WHERE id = $1")
@@ -615,7 +624,8 @@ async fn keys_never_outgrow_their_owner(backend: Backend) {
     let (status, _, echo) = get(&e.gh, "/app", Some(&pat)).await;
     assert_eq!(status, 200);
     assert_eq!(seen(&echo, "x-auth-permissions"), vec!["read"]);
-    assert_eq!(seen(&echo, "x-auth-role"), vec!["guest"]);
+    // Nor does it keep the role it was granted, or pick up the new one.
+    assert!(seen(&echo, "x-auth-role").is_empty(), "{echo}");
 }
 
 async fn a_password_reset_revokes_keys(backend: Backend) {
@@ -658,4 +668,64 @@ async fn a_password_reset_revokes_keys(backend: Backend) {
     assert_eq!(status, 200);
     let (_, list) = send(&e.gh, "GET", "/auth/api-keys", session["access_token"].as_str().unwrap(), None).await;
     assert_eq!(list, json!([]));
+}
+
+async fn keys_carry_a_role_only_when_granted_and_held(backend: Backend) {
+    let routes = "cache_ttl = \"1s\"\n[[routes]]\npath = \"/staff/\"\nroles = [\"admin\"]\n";
+    let e = env(backend, "", routes).await;
+    let (_, user_id) = user(&e.gh, "boss@example.com").await;
+    let store = SqlStore::connect(&e.store.url).await.unwrap();
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1").bind(&user_id).execute(store.pool()).await.unwrap();
+    let (_, _, session) =
+        post(&e.gh, "/auth/login", &json!({"email": "boss@example.com", "password": "correct horse battery"}), None)
+            .await;
+    let token = session["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get(&e.gh, "/staff/x", Some(&token)).await.0, 200, "the admin's session passes the route");
+
+    // (path, scopes, passes `roles = ["admin"]`): only a key granted `role:admin` carries the role.
+    let cases = [
+        ("/auth/api-keys", Some(json!([])), false),
+        ("/auth/api-keys", None, false),
+        ("/auth/api-keys", Some(json!(["read", "write"])), false),
+        ("/auth/tokens", Some(json!([])), false),
+        ("/auth/tokens", None, false),
+        ("/auth/api-keys", Some(json!(["read", "role:admin"])), true),
+        ("/auth/tokens", Some(json!(["role:admin"])), true),
+    ];
+    let mut granted = Vec::new();
+    for (path, scopes, passes) in cases {
+        let mut body = json!({"name": "k"});
+        if let Some(scopes) = &scopes {
+            body["scopes"] = scopes.clone();
+        }
+        let (status, created) = send(&e.gh, "POST", path, &token, Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let key = created["key"].as_str().or(created["token"].as_str()).unwrap().to_string();
+        let (status, _, answer) = get(&e.gh, "/staff/x", Some(&key)).await;
+        let (_, _, echo) = get(&e.gh, "/app", Some(&key)).await;
+        if passes {
+            assert_eq!(status, 200, "{path} {scopes:?}: {answer}");
+            assert_eq!(seen(&echo, "x-auth-role"), vec!["admin"]);
+            assert!(!seen(&echo, "x-auth-permissions").concat().contains("role:"), "{echo}");
+            granted.push(key);
+        } else {
+            assert_eq!((status, answer["code"].as_str()), (403, Some("insufficient_role")), "{path} {scopes:?}");
+            assert!(seen(&echo, "x-auth-role").is_empty(), "{path} {scopes:?}: {echo}");
+        }
+    }
+    // A role the owner does not have cannot be granted.
+    for scopes in [json!(["role:superuser"]), json!(["role:user"])] {
+        let (status, body) =
+            send(&e.gh, "POST", "/auth/api-keys", &token, Some(json!({"name": "k", "scopes": scopes}))).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
+    }
+    // The owner loses the role: so do the keys granted it (once their cache entries expire).
+    sqlx::query("UPDATE users SET role = 'user' WHERE id = $1").bind(&user_id).execute(store.pool()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    for key in &granted {
+        let (status, _, body) = get(&e.gh, "/staff/x", Some(key)).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("insufficient_role")), "{body}");
+        let (_, _, echo) = get(&e.gh, "/app", Some(key)).await;
+        assert!(seen(&echo, "x-auth-role").is_empty(), "{echo}");
+    }
 }

@@ -22,7 +22,9 @@ use crate::store::{ApiKey, KeyKind};
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     name: String,
-    /// Defaults to all of the owner's permissions; must be a subset of them.
+    /// Defaults to all of the owner's permissions; must be a subset of them. `role:<name>`
+    /// lets the key carry the owner's role (only the role the owner has); without it a key
+    /// carries no role.
     scopes: Option<Vec<String>>,
     /// API keys default to no expiry; PATs to `api_keys.pat_default_days`.
     expires_in_days: Option<i64>,
@@ -72,9 +74,14 @@ async fn create(app: Arc<App>, Caller(p): Caller, body: NewKey, kind: KeyKind) -
     let user = store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
     let scopes = match &body.scopes {
         Some(requested) => validate::scopes("scopes", requested)?,
-        None => user.permissions.clone(),
+        None => user.permissions.iter().filter(|p| !api_key::is_role_scope(p)).cloned().collect(),
     };
-    let missing: Vec<String> = scopes.iter().filter(|s| !user.permissions.contains(s)).cloned().collect();
+    let role = api_key::role_scope(&user.role);
+    let missing: Vec<String> = scopes
+        .iter()
+        .filter(|s| if api_key::is_role_scope(s) { **s != role } else { !user.permissions.contains(s) })
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         return Err(AccessError::InsufficientScope { missing }.into());
     }

@@ -1,5 +1,6 @@
-//! What the auth API's handlers take from a request: a size-limited JSON body whose errors
-//! name the field, the client IP, and the caller proven by a Gatehouse access token.
+//! What the auth API's handlers take from a request: a size-limited JSON body (declared as
+//! JSON) whose errors name the field, the client IP, and the caller proven by a Gatehouse
+//! access token.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -41,16 +42,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 }
 
 /// A JSON body: at most `accounts.max_body_bytes`, UTF-8, and every error names its field.
+///
+/// The body must say it is JSON (`application/json` or `…/…+json`); only an empty body may
+/// come without a `Content-Type` (read as `{}`). A browser sends `text/plain`, form and
+/// multipart bodies, or a body with no type, cross-site without asking (no CORS preflight): a
+/// page on any site could otherwise post to these endpoints with the visitor's cookies and
+/// address. Refused with 415 before the body is read.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
     type Rejection = Error;
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let declared = match req.headers().get(http::header::CONTENT_TYPE) {
+            None => false,
+            Some(value) if is_json(value) => true,
+            Some(_) => return Err(ApiError::UnsupportedMediaType.into()),
+        };
         let limit = app.config.accounts.max_body_bytes;
         let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
             ApiError::validation("body", format!("the body is larger than {} KiB or unreadable", limit / 1024))
         })?;
+        if !declared && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::UnsupportedMediaType.into());
+        }
         parse(&bytes).map(Json)
+    }
+}
+
+/// `application/json` or a structured `+json` type (RFC 6839), parameters allowed.
+fn is_json(value: &http::HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else { return false };
+    let media_type = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media_type.split_once('/') {
+        Some(("application", "json")) => true,
+        Some((kind, subtype)) => !kind.is_empty() && subtype.len() > "+json".len() && subtype.ends_with("+json"),
+        None => false,
     }
 }
 
@@ -129,5 +155,32 @@ pub fn rate_limit(app: &App, ip: ClientIp) -> ApiResult<()> {
     match app.accounts().limiter.check(ip.0) {
         Ok(()) => Ok(()),
         Err(retry_after) => Err(Error::RateLimited { retry_after }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_json_media_types_are_json() {
+        let cases = [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/vnd.api+json", true),
+            ("application/merge-patch+json ; q=1", true),
+            ("text/plain", false),
+            ("text/plain; charset=utf-8", false),
+            ("application/x-www-form-urlencoded", false),
+            ("multipart/form-data; boundary=x", false),
+            ("application/jsonp", false),
+            ("application/+json", false),
+            ("json", false),
+            ("", false),
+        ];
+        for (value, json) in cases {
+            assert_eq!(is_json(&http::HeaderValue::from_static(value)), json, "{value}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /auth/login`: email or username plus password -> a new session. Rate-limited per
 //! client IP, locked after repeated failures (in the store, so across replicas), audited.
+//! The password check under the lockout, [`check_password`], is shared with change-password.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use serde::Deserialize;
 use super::extract::{ApiResult, ClientIp, Json};
 use super::session;
 use crate::app::App;
+use crate::auth::password::Checked;
 use crate::error::{ApiError, Error};
-use crate::store::{LoginAttempt, LoginOutcome};
+use crate::store::{LoginAttempt, LoginOutcome, User};
 
 #[derive(Deserialize)]
 pub struct Login {
@@ -53,33 +55,26 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
         return Err(Error::RateLimited { retry_after });
     }
     let store = &accounts.store;
-    if let Some(until) = store.locked_until(&identifier, now).await.map_err(ApiError::from)? {
-        audit(None, LoginOutcome::Locked).await;
-        return Err(ApiError::AccountLocked { retry_after: Duration::from_secs((until - now).max(1) as u64) }.into());
-    }
     let user = store.user_by_login(&identifier).await.map_err(ApiError::from)?;
+    let key = lockout_key(user.as_ref(), &identifier);
     // The same argon2 work runs whether or not the account exists.
-    let checked = accounts
-        .passwords
-        .check(&body.password, user.as_ref().and_then(|u| u.password_hash.as_deref()))
-        .await
-        .map_err(ApiError::from)?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    let checked = match check_password(&app, &key, &body.password, hash, now).await? {
+        Attempt::Locked { retry_after } => {
+            audit(None, LoginOutcome::Locked).await;
+            return Err(ApiError::AccountLocked { retry_after }.into());
+        }
+        Attempt::Checked(checked) => checked,
+    };
     let user = match user {
         Some(user) if checked.ok => user,
         other => {
             let user_id = other.map(|u| u.id);
             let outcome = if user_id.is_some() { LoginOutcome::WrongPassword } else { LoginOutcome::UnknownAccount };
-            let cfg = &app.config.rate_limit;
-            // Unknown identifiers are counted too, so a lockout reveals nothing.
-            store
-                .record_failure(&identifier, now, i64::from(cfg.lockout_after), i64::from(cfg.lockout_minutes) * 60)
-                .await
-                .map_err(ApiError::from)?;
             audit(user_id, outcome).await;
             return Err(ApiError::InvalidCredentials.into());
         }
     };
-    store.clear_failures(&identifier).await.map_err(ApiError::from)?;
     if let Err(e) = super::verify_email::require_verified(&app, &user) {
         audit(Some(user.id.clone()), LoginOutcome::EmailNotVerified).await;
         return Err(e);
@@ -98,4 +93,42 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
     let mut user = user;
     user.last_login_at = Some(now);
     Ok(axum::Json(session::start(&app, &user, now).await?).into_response())
+}
+
+/// What the lockout counts against: the account, so its email and username share one
+/// counter; a name with no account is counted by itself, so a lock reveals nothing.
+pub fn lockout_key(user: Option<&User>, identifier: &str) -> String {
+    match user {
+        Some(u) => format!("user:{}", u.id),
+        None => format!("login:{identifier}"),
+    }
+}
+
+/// A password check under the account lockout.
+pub enum Attempt {
+    /// Refused before any hashing: the key has used up its attempts.
+    Locked {
+        retry_after: Duration,
+    },
+    Checked(Checked),
+}
+
+/// Checks `password` against `hash` (a dummy hash when `None`) once the store has granted the
+/// attempt: the grant and the count are one atomic store update made before the hash, so
+/// parallel guesses cannot all slip past a check made before any of them was counted. A
+/// right password clears the count; a wrong one stays counted. Login and change-password
+/// share this, and with it one counter per account.
+pub async fn check_password(app: &App, key: &str, password: &str, hash: Option<&str>, now: i64) -> ApiResult<Attempt> {
+    let accounts = app.accounts();
+    let cfg = &app.config.rate_limit;
+    let threshold = i64::from(cfg.lockout_after);
+    let lock_secs = i64::from(cfg.lockout_minutes) * 60;
+    if let Some(until) = accounts.store.reserve_attempt(key, now, threshold, lock_secs).await.map_err(ApiError::from)? {
+        return Ok(Attempt::Locked { retry_after: Duration::from_secs((until - now).max(1) as u64) });
+    }
+    let checked = accounts.passwords.check(password, hash).await.map_err(ApiError::from)?;
+    if checked.ok {
+        accounts.store.clear_failures(key).await.map_err(ApiError::from)?;
+    }
+    Ok(Attempt::Checked(checked))
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{ApiResult, Caller, ClientIp, Json, rate_limit};
+use super::login::{self, Attempt};
 use super::{session, validate};
 use crate::app::App;
 use crate::error::ApiError;
@@ -103,18 +104,33 @@ pub struct Change {
 }
 
 /// `POST /auth/change-password`: needs the current password; ends every other session and
-/// returns a fresh one.
-pub async fn change(State(app): State<Arc<App>>, Caller(p): Caller, Json(body): Json<Change>) -> ApiResult {
+/// returns a fresh one. A stolen session must not make this a password oracle: it has the
+/// login's per-IP limit, and wrong current passwords count towards the account's lockout
+/// (the login's counter, so guesses cannot be split between the two).
+pub async fn change(
+    State(app): State<Arc<App>>,
+    ip: ClientIp,
+    Caller(p): Caller,
+    Json(body): Json<Change>,
+) -> ApiResult {
+    rate_limit(&app, ip)?;
     let cfg = &app.config.accounts;
     validate::password("new_password", &body.new_password, cfg)?;
-    let accounts = app.accounts();
-    let user = accounts.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
-    let checked = accounts.passwords.check(&body.current_password, user.password_hash.as_deref()).await?;
-    if !checked.ok {
+    if body.current_password.is_empty() || body.current_password.len() > cfg.max_password_length {
         return Err(ApiError::validation("current_password", "is not correct").into());
     }
-    let hash = accounts.passwords.hash(&body.new_password).await?;
+    let accounts = app.accounts();
+    let user = accounts.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
     let now = crate::auth::jwt::now_secs() as i64;
+    let key = login::lockout_key(Some(&user), &user.email);
+    match login::check_password(&app, &key, &body.current_password, user.password_hash.as_deref(), now).await? {
+        Attempt::Locked { retry_after } => return Err(ApiError::AccountLocked { retry_after }.into()),
+        Attempt::Checked(checked) if !checked.ok => {
+            return Err(ApiError::validation("current_password", "is not correct").into());
+        }
+        Attempt::Checked(_) => {}
+    }
+    let hash = accounts.passwords.hash(&body.new_password).await?;
     let ended = accounts.store.set_password(&user.id, &hash, now, Some(access_ttl(&app))).await?;
     end_sessions(&app, user.id.clone(), ended, now);
     Ok(axum::Json(session::start(&app, &user, now).await?).into_response())

@@ -44,7 +44,10 @@ pub fn rfc3339(ts: i64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The public view of an account (never the password hash).
+/// The public view of an account (never the password hash). App-specific fields stay inside
+/// `profile`: they are the user's own input, so none may pose as a field Gatehouse vouches for
+/// (`{"profile": {"is_admin": true}}` beside `role`). Seed 002's `skills` and
+/// `experience_years` also appear at the top, only when they have their documented types.
 pub fn user_json(u: &User) -> Value {
     let mut v = json!({
         "id": u.id,
@@ -61,11 +64,15 @@ pub fn user_json(u: &User) -> Value {
         "created_at": rfc3339(u.created_at),
         "updated_at": rfc3339(u.updated_at),
         "last_login_at": u.last_login_at.map(rfc3339),
+        "profile": u.profile,
     });
-    for (k, val) in &u.profile {
-        if v.get(k).is_none() {
-            v[k] = val.clone();
-        }
+    if let Some(skills) =
+        u.profile.get("skills").filter(|s| s.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+    {
+        v["skills"] = skills.clone();
+    }
+    if let Some(years) = u.profile.get("experience_years").filter(|y| y.is_u64()) {
+        v["experience_years"] = years.clone();
     }
     v
 }

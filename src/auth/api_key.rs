@@ -325,6 +325,9 @@ impl ApiKeys {
             KeyKind::ApiKey => (PrincipalKind::ApiKey, AuthMethod::ApiKey),
             KeyKind::Pat => (PrincipalKind::Pat, AuthMethod::Pat),
         };
+        // A key carries no more than it was created with: the owner's role only when a scope
+        // named it, and only while the owner still has it (within `api_keys.cache_ttl`).
+        let roles = if key.scopes.contains(&role_scope(&role)) { vec![role] } else { Vec::new() };
         Principal {
             subject: key.user_id,
             kind,
@@ -332,11 +335,11 @@ impl ApiKeys {
             email: Some(email),
             email_verified,
             name,
-            roles: vec![role],
+            roles,
             team_id,
             // Scopes are a snapshot taken at creation; permissions the owner has lost since
             // are dropped (within `api_keys.cache_ttl`).
-            permissions: key.scopes.into_iter().filter(|s| held.contains(s)).collect(),
+            permissions: key.scopes.into_iter().filter(|s| !is_role_scope(s) && held.contains(s)).collect(),
             token_id: Some(key.id),
             session_id: None,
             issued_at: Some(key.created_at.max(0) as u64),
@@ -405,6 +408,18 @@ impl ApiKeys {
         self.cache.entry_count()
     }
 }
+
+/// The scope that lets a key carry its owner's role `role`.
+pub fn role_scope(role: &str) -> String {
+    format!("{ROLE_SCOPE_PREFIX}{role}")
+}
+
+/// Whether a scope names a role (`role:<name>`) rather than a permission.
+pub fn is_role_scope(scope: &str) -> bool {
+    scope.starts_with(ROLE_SCOPE_PREFIX)
+}
+
+const ROLE_SCOPE_PREFIX: &str = "role:";
 
 /// What a failed key creation means for the caller.
 pub fn limit_error(kind: KeyKind, e: StoreError) -> crate::error::ApiError {

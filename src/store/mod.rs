@@ -283,10 +283,19 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the verified flag of the user's current address (a password reset proves it too).
     async fn set_email_verified(&self, id: &str, verified: bool, now: i64) -> Result<()>;
 
-    /// Until when the identifier is locked, if it is.
+    /// Until when the lockout key is locked, if it is.
     async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>>;
     /// Counts a failed login; returns the lock end if this failure locked the identifier.
+    /// Checking [`Store::locked_until`] first and counting here after the hash races (parallel
+    /// guesses all pass the check): password checks take [`Store::reserve_attempt`] instead.
     async fn record_failure(&self, identifier: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>>;
+    /// Takes one password attempt from the key's budget before the password is checked, in
+    /// one atomic statement: the attempt counts as a failure until
+    /// [`Store::clear_failures`] says it succeeded. The `threshold + 1`-th attempt of a
+    /// streak locks the key for `lock_secs`; while locked nothing is counted and the lock end
+    /// is returned (`Some`: refuse without checking the password). A finished lock, or a
+    /// streak older than `lock_secs`, starts counting afresh.
+    async fn reserve_attempt(&self, key: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>>;
     async fn clear_failures(&self, identifier: &str) -> Result<()>;
     async fn audit_login(&self, attempt: &LoginAttempt) -> Result<()>;
     async fn login_attempts(&self, identifier: &str) -> Result<Vec<LoginAttempt>>;

@@ -602,6 +602,38 @@ impl Store for SqlStore {
         Ok((locked_until > now).then_some(locked_until))
     }
 
+    async fn reserve_attempt(&self, key: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>> {
+        self.count("reserve_attempt");
+        // The upsert is the serialisation point: of parallel attempts each gets its own count,
+        // so at most `threshold` of a streak are ever let through to the hash. The SET
+        // expressions all read the row as it was before this statement.
+        let row = sqlx::query(
+            "INSERT INTO lockouts (identifier, failures, locked_until, updated_at) \
+             VALUES ($1, 1, CASE WHEN 1 > $3 THEN $2 + $4 ELSE 0 END, $2) \
+             ON CONFLICT (identifier) DO UPDATE SET \
+               failures = CASE \
+                   WHEN lockouts.locked_until > $2 THEN lockouts.failures \
+                   WHEN lockouts.locked_until > 0 OR lockouts.updated_at < $2 - $4 THEN 1 \
+                   ELSE lockouts.failures + 1 END, \
+               locked_until = CASE \
+                   WHEN lockouts.locked_until > $2 THEN lockouts.locked_until \
+                   WHEN lockouts.locked_until > 0 OR lockouts.updated_at < $2 - $4 \
+                        THEN CASE WHEN 1 > $3 THEN $2 + $4 ELSE 0 END \
+                   WHEN lockouts.failures + 1 > $3 THEN $2 + $4 \
+                   ELSE 0 END, \
+               updated_at = CASE WHEN lockouts.locked_until > $2 THEN lockouts.updated_at ELSE $2 END \
+             RETURNING locked_until",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(threshold)
+        .bind(lock_secs)
+        .fetch_one(&self.pool)
+        .await?;
+        let locked_until: i64 = row.try_get("locked_until")?;
+        Ok((locked_until > now).then_some(locked_until))
+    }
+
     async fn clear_failures(&self, identifier: &str) -> Result<()> {
         self.count("clear_failures");
         sqlx::query("DELETE FROM lockouts WHERE identifier = $1").bind(identifier).execute(&self.pool).await?;
