@@ -495,3 +495,94 @@ async fn repeated_token_hits_the_cache_but_expiry_still_wins() {
     assert_eq!(status, 401);
     assert_eq!(body["code"], "token_expired");
 }
+
+/// Every algorithm `tokens.algorithm` and `issuers[].algorithms` accept.
+const EVERY_ALGORITHM: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[tokio::test]
+async fn own_tokens_of_every_algorithm_work_on_the_proxy_and_the_auth_api() {
+    let upstream = Upstream::start().await;
+    for alg in EVERY_ALGORITHM {
+        let name = format!("{alg:?}");
+        let store = Backend::Sqlite.fresh().await;
+        let toml = accounts_config(&upstream, &store, "").replacen(
+            "[tokens]\n",
+            &format!("[tokens]\nalgorithm = \"{name}\"\n"),
+            1,
+        );
+        let gh = Gatehouse::start(&toml).await;
+        gh.wait_ready().await;
+        let (status, _, reg) = post(
+            &gh,
+            "/auth/register",
+            &json!({"email": format!("{}@example.com", name.to_lowercase()), "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{name}: {reg}");
+        let (status, _, login) = post(
+            &gh,
+            "/auth/login",
+            &json!({"email": format!("{}@example.com", name.to_lowercase()), "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {login}");
+        for token in [reg["access_token"].as_str().unwrap(), login["access_token"].as_str().unwrap()] {
+            let header: serde_json::Value =
+                serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+            assert_eq!(header["alg"], name.as_str());
+            let (status, _, echo) = get(&gh, "/app", Some(token)).await;
+            assert_eq!(status, 200, "{name} on the proxy: {echo}");
+            assert_eq!(seen(&echo, "x-auth-user-id"), [reg["user"]["id"].as_str().unwrap()], "{name}");
+            let (status, _, me) = get(&gh, "/auth/me", Some(token)).await;
+            assert_eq!(status, 200, "{name} on /auth/me: {me}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn external_tokens_of_every_algorithm_verify_with_and_without_kid() {
+    let upstream = Upstream::start().await;
+    for alg in EVERY_ALGORITHM {
+        let key = TestKey::generate(alg);
+        let name = key.alg_name();
+        let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        // HS* from a shared secret file, the rest from a JWKS URL.
+        let (extra, _jwks) = if hmac {
+            let block = format!(
+                "[[issuers]]\nissuer = \"{ISS}\"\nsecret_file = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"{name}\"]\n",
+                key.path().display()
+            );
+            (block, None)
+        } else {
+            let j = JwksServer::start(jwks(&[&key])).await;
+            (issuer_block(ISS, &j.url(), &[&name]), Some(j))
+        };
+        let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+        gh.wait_ready().await;
+        let with_kid = key.sign(&claims(ISS, "with-kid"));
+        let without_kid = key.sign_with_header(&json!({"alg": name, "typ": "JWT"}), &claims(ISS, "without-kid"));
+        for (token, sub) in [(with_kid, "with-kid"), (without_kid, "without-kid")] {
+            let (status, _, echo) = get(&gh, "/app", Some(&token)).await;
+            assert_eq!(status, 200, "{name} {sub}: {echo}");
+            assert_eq!(seen(&echo, "x-auth-user-id"), [sub]);
+        }
+        let other = TestKey::generate(alg);
+        let forged = other.sign_with_header(&json!({"alg": name, "kid": key.kid()}), &claims(ISS, "forged"));
+        assert_eq!(get(&gh, "/app", Some(&forged)).await.0, 401, "{name} forged");
+    }
+}

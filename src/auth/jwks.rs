@@ -157,9 +157,16 @@ impl KeySet {
         self.ready.load(Ordering::Acquire) && self.loaded.load().valid_until.is_none_or(|t| Instant::now() < t)
     }
 
-    /// The key named `kid`, if loaded and still valid.
+    /// The key named `kid`, if loaded and still valid. In a fixed set, a key without a kid
+    /// (an `[[issuers]]` shared secret: the issuer's only key) answers to any kid, since the
+    /// operator named the key and a kid on the token is only a hint.
     pub fn get(&self, kid: &str) -> Option<Arc<VerifyKey>> {
-        self.cache.get(kid).map(|c| c.key)
+        self.cache.get(kid).map(|c| c.key).or_else(|| {
+            if !matches!(self.source, Source::Static) {
+                return None;
+            }
+            self.loaded.load().keys.iter().find(|k| k.kid.is_none()).cloned()
+        })
     }
 
     /// Every valid key, for tokens without a `kid`.

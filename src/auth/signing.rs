@@ -86,13 +86,17 @@ impl SigningKey {
                 _ => hmac::HMAC_SHA512,
             };
             let kid = thumb(secret);
+            // The kid is never published (the secret is not), but tokens carry it and the key
+            // set is indexed by it: without it here, own HS* tokens would find no key.
+            let mut verify_key = VerifyKey::from_secret(secret, &[algorithm]);
+            verify_key.kid = Some(kid.clone());
             return Ok(SigningKey {
                 algorithm,
                 kid,
                 signer: Signer::Hmac(hmac::Key::new(h, secret)),
                 jwk: None,
                 material_digest,
-                verify_key: std::sync::Arc::new(VerifyKey::from_secret(secret, &[algorithm])),
+                verify_key: std::sync::Arc::new(verify_key),
             });
         }
         let der = match PrivateKeyDer::from_pem_slice(bytes) {
@@ -276,6 +280,7 @@ mod tests {
             let key = SigningKey::load_or_generate(&path, alg).unwrap();
             let again = SigningKey::load_or_generate(&path, alg).unwrap();
             assert_eq!(key.kid, again.kid, "{alg:?} key is persisted");
+            assert_eq!(key.verify_key.kid.as_deref(), Some(key.kid.as_str()), "{alg:?} is found by its kid");
             let token = key.sign(&json!({"sub": "a"}));
             let (message, sig) = token.rsplit_once('.').unwrap();
             assert!(again.verify_key.verify(alg, message.as_bytes(), &B64.decode(sig).unwrap()), "{alg:?}");
