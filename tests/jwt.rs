@@ -586,3 +586,65 @@ async fn external_tokens_of_every_algorithm_verify_with_and_without_kid() {
         assert_eq!(get(&gh, "/app", Some(&forged)).await.0, 401, "{name} forged");
     }
 }
+
+#[tokio::test]
+async fn required_claims_pin_whose_tokens_count() {
+    let key = TestKey::generate(Algorithm::RS256);
+    let upstream = Upstream::start().await;
+    let j = JwksServer::start(jwks(&[&key])).await;
+    let extra = format!(
+        "{}required_claims = {{ repository_owner = \"acme\", ref = [\"refs/heads/main\", \"refs/tags/v1\"], groups = \"deployers\", \"ctx.level\" = 3, ci = true }}\n",
+        issuer_block(ISS, &j.url(), &["RS256"])
+    );
+    let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+    gh.wait_ready().await;
+    let mut base = claims(ISS, "repo:acme/app:ref:refs/heads/main");
+    base["repository_owner"] = json!("acme");
+    base["ref"] = json!("refs/heads/main");
+    base["groups"] = json!("deployers");
+    base["ctx"] = json!({"level": 3});
+    base["ci"] = json!(true);
+    let cases = [
+        (json!({}), 200),
+        (json!({"repository_owner": null}), 401),
+        (json!({"repository_owner": "evil-corp"}), 401),
+        (json!({"repository_owner": "ACME"}), 401),
+        (json!({"repository_owner": ["evil-corp", "acme"]}), 200),
+        (json!({"ref": "refs/tags/v1"}), 200),
+        (json!({"ref": "refs/heads/evil-branch"}), 401),
+        (json!({"groups": ["readers", "deployers"]}), 200),
+        (json!({"groups": ["readers"]}), 401),
+        (json!({"groups": []}), 401),
+        (json!({"ctx": {"level": 3.0}}), 200),
+        (json!({"ctx": {"level": "3"}}), 401),
+        (json!({"ctx": 3}), 401),
+        (json!({"ci": "true"}), 401),
+        (json!({"ci": false}), 401),
+    ];
+    for (patch, status) in cases {
+        let mut c = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        let token = key.sign(&c);
+        let (got, headers, body) = get(&gh, "/x", Some(&token)).await;
+        assert_eq!(got, status, "{patch}: {body}");
+        if status == 401 {
+            assert_eq!(body["code"], "invalid_token", "{patch}");
+            let message = body["message"].as_str().unwrap();
+            assert!(!message.contains("evil") && !message.contains(&token), "{patch}: {message}");
+            assert!(headers.contains_key("www-authenticate"));
+        }
+    }
+    let c = {
+        let mut c = base.clone();
+        c.as_object_mut().unwrap().remove("repository_owner");
+        c
+    };
+    let (_, _, body) = get(&gh, "/x", Some(&key.sign(&c))).await;
+    assert!(body["message"].as_str().unwrap().contains("repository_owner"), "{body}");
+}

@@ -21,7 +21,7 @@ use super::jwks::{KeySet, Reason};
 use super::keys::VerifyKey;
 use super::principal::{AuthMethod, Principal, PrincipalKind};
 use super::revocation::Revocations;
-use crate::config::{ClaimPaths, Config};
+use crate::config::{ClaimPaths, Config, RequiredClaim};
 use crate::error::AuthError;
 
 /// One trusted issuer: its policy and its keys.
@@ -31,6 +31,8 @@ pub struct Issuer {
     pub audiences: Vec<String>,
     pub leeway: Duration,
     pub claims: ClaimPaths,
+    /// Claims every token of this issuer must carry (`required_claims`).
+    pub required: Vec<RequiredClaim>,
     pub keys: Arc<KeySet>,
 }
 
@@ -201,6 +203,7 @@ impl JwtVerifier {
                 return Err(invalid("the token's audience (aud) is not accepted"));
             }
         }
+        check_required(&issuer.required, &claims)?;
         let principal = self.principal(issuer, &claims, exp.saturating_add(leeway))?;
         Ok((principal, exp.saturating_add(leeway)))
     }
@@ -293,6 +296,31 @@ fn check(key: &VerifyKey, alg: Algorithm, message: &[u8], signature: &[u8]) -> R
         return Err(invalid("the token's algorithm does not match its key"));
     }
     Ok(key.verify(alg, message, signature))
+}
+
+/// `required_claims`: an issuer trusted for its signature alone may mint tokens for anyone
+/// (GitHub Actions signs for every repository), so these claims pin whose tokens count.
+/// The messages name the claim, never the token's value.
+fn check_required(required: &[RequiredClaim], claims: &Map<String, Value>) -> Result<(), AuthError> {
+    for rule in required {
+        let same = |v: &Value| {
+            rule.accepted.iter().any(|a| match (a, v) {
+                (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+                _ => a == v,
+            })
+        };
+        let ok = match lookup(claims, &rule.path) {
+            None | Some(Value::Null) => {
+                return Err(invalid(format!("the token lacks the required claim `{}`", rule.name)));
+            }
+            Some(Value::Array(items)) => items.iter().any(same),
+            Some(v) => same(v),
+        };
+        if !ok {
+            return Err(invalid(format!("the token's `{}` claim does not have a required value", rule.name)));
+        }
+    }
+    Ok(())
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {

@@ -52,6 +52,7 @@ impl Auth {
                 audiences: vec![tokens.audience.clone()],
                 leeway: config.jwt.leeway,
                 claims: ClaimPaths::own(),
+                required: Vec::new(),
                 keys: KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt),
             });
             own = Some(keys);
@@ -67,6 +68,7 @@ impl Auth {
                 audiences: cfg.audiences.clone(),
                 leeway: cfg.leeway,
                 claims: cfg.claims.clone(),
+                required: cfg.required_claims.clone(),
                 keys,
             });
         }

@@ -114,6 +114,9 @@ pub struct RawIssuer {
     pub role_claim: Option<String>,
     pub team_claim: Option<String>,
     pub leeway: Option<String>,
+    /// claim path -> the value (or list of values, any one) the token must carry.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
