@@ -411,6 +411,20 @@ async fn own_tokens_are_verified_through_the_same_path() {
     let mut c = claims("https://gatehouse.test", "me");
     c["aud"] = json!("gatehouse");
     assert_eq!(get(&gh, "/x", Some(&key.sign(&c))).await.0, 200);
+    // Signed by Gatehouse's key, but not declared an access token (RFC 9068 `typ`): some
+    // other JWT the key signed, an ID token say, never passes as one.
+    for typ in [json!("JWT"), json!("at+jwt+extra"), json!(null), json!("id_token+jwt")] {
+        let mut header = json!({"alg": "ES256", "kid": key.kid()});
+        if !typ.is_null() {
+            header["typ"] = typ.clone();
+        }
+        let (status, _, body) = get(&gh, "/x", Some(&key.sign_with_header(&header, &c))).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")), "typ {typ}: {body}");
+    }
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        let header = json!({"alg": "ES256", "kid": key.kid(), "typ": typ});
+        assert_eq!(get(&gh, "/x", Some(&key.sign_with_header(&header, &c))).await.0, 200, "typ {typ}");
+    }
     let (status, _, jwks_doc) = get(&gh, "/.well-known/jwks.json", None).await;
     assert_eq!(status, 200);
     assert_eq!(jwks_doc["keys"][0]["kid"], key.kid());
@@ -545,6 +559,7 @@ async fn own_tokens_of_every_algorithm_work_on_the_proxy_and_the_auth_api() {
             let header: serde_json::Value =
                 serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
             assert_eq!(header["alg"], name.as_str());
+            assert_eq!(header["typ"], "at+jwt", "{name}: RFC 9068 access token");
             let (status, _, echo) = get(&gh, "/app", Some(token)).await;
             assert_eq!(status, 200, "{name} on the proxy: {echo}");
             assert_eq!(seen(&echo, "x-auth-user-id"), [reg["user"]["id"].as_str().unwrap()], "{name}");

@@ -33,6 +33,8 @@ pub struct Issuer {
     pub claims: ClaimPaths,
     /// Claims every token of this issuer must carry (`required_claims`).
     pub required: Vec<RequiredClaim>,
+    /// The JOSE `typ` every token must declare (Gatehouse's own: `at+jwt`); `None`: any.
+    pub typ: Option<&'static str>,
     pub keys: Arc<KeySet>,
 }
 
@@ -65,6 +67,7 @@ pub struct JwtVerifier {
 struct JoseHeader {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     crit: Option<Value>,
 }
 
@@ -152,6 +155,11 @@ impl JwtVerifier {
         let alg = Algorithm::from_str(&header.alg).map_err(|_| invalid("the token's algorithm is not allowed"))?;
         if !issuer.algorithms.contains(&alg) {
             return Err(invalid("the token's algorithm is not allowed for its issuer"));
+        }
+        if let Some(want) = issuer.typ
+            && !header.typ.as_deref().is_some_and(|t| typ_is(t, want))
+        {
+            return Err(invalid(format!("the token is not an access token (its header must say typ: {want})")));
         }
 
         let message = &token.as_bytes()[..h64.len() + 1 + c64.len()];
@@ -323,6 +331,13 @@ fn check_required(required: &[RequiredClaim], claims: &Map<String, Value>) -> Re
     Ok(())
 }
 
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, with the
+/// `application/` prefix optional.
+fn typ_is(typ: &str, want: &str) -> bool {
+    let typ = typ.get(..12).filter(|p| p.eq_ignore_ascii_case("application/")).map_or(typ, |_| &typ[12..]);
+    typ.eq_ignore_ascii_case(want)
+}
+
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     let bytes = B64.decode(part).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -383,4 +398,19 @@ fn string_list(items: &[Value]) -> Option<Vec<String>> {
 
 pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_is_a_media_type() {
+        for t in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+            assert!(typ_is(t, "at+jwt"), "{t}");
+        }
+        for t in ["JWT", "at+jwt ", "application/jwt", "text/at+jwt", "", "applicatio"] {
+            assert!(!typ_is(t, "at+jwt"), "{t}");
+        }
+    }
 }

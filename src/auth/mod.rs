@@ -53,6 +53,7 @@ impl Auth {
                 leeway: config.jwt.leeway,
                 claims: ClaimPaths::own(),
                 required: Vec::new(),
+                typ: Some(signing::ACCESS_TOKEN_TYP),
                 keys: KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt),
             });
             own = Some(keys);
@@ -69,6 +70,7 @@ impl Auth {
                 leeway: cfg.leeway,
                 claims: cfg.claims.clone(),
                 required: cfg.required_claims.clone(),
+                typ: None,
                 keys,
             });
         }

@@ -25,6 +25,9 @@ enum Signer {
     Rsa(RsaKeyPair, &'static dyn signature::RsaEncoding),
 }
 
+/// The JOSE `typ` of the access tokens Gatehouse signs (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
 /// A private key plus what others need to verify its signatures.
 pub struct SigningKey {
     pub algorithm: Algorithm,
@@ -177,9 +180,11 @@ impl SigningKey {
         hmac::sign(&key, label).as_ref().try_into().expect("32 bytes")
     }
 
-    /// Signs `claims` as a compact JWS with this key's `alg` and `kid`.
+    /// Signs `claims` as an access token: a compact JWS with this key's `alg` and `kid` and
+    /// `typ: at+jwt` (RFC 9068), which Gatehouse's verifier requires of its own tokens, so
+    /// no other JWT this key might ever sign (an ID token, a link token) passes as one.
     pub fn sign(&self, claims: &Value) -> String {
-        let header = json!({"alg": format!("{:?}", self.algorithm), "typ": "JWT", "kid": self.kid});
+        let header = json!({"alg": format!("{:?}", self.algorithm), "typ": ACCESS_TOKEN_TYP, "kid": self.kid});
         self.sign_with_header(&header, claims)
     }
 
