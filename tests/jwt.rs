@@ -663,3 +663,61 @@ async fn required_claims_pin_whose_tokens_count() {
     let (_, _, body) = get(&gh, "/x", Some(&key.sign(&c))).await;
     assert!(body["message"].as_str().unwrap().contains("repository_owner"), "{body}");
 }
+
+#[tokio::test]
+async fn https_issuers_never_take_keys_over_http() {
+    let key = TestKey::generate(Algorithm::ES256);
+    let set = jwks(&[&key]).to_string();
+    // The same keys over plain http: reaching this server at all is the failure.
+    let plain = JwksServer::start(jwks(&[&key])).await;
+    let (cert, private) = self_signed_cert();
+    let tls = TlsServer::start(&cert, &private).await;
+    let base = tls.base();
+    tls.set("/jwks", 200, &[], set.clone());
+    tls.set("/to-http", 302, &[("location", &plain.url())], "");
+    tls.set("/to-https", 302, &[("location", &format!("{base}/jwks"))], "");
+    for (issuer, jwks_uri) in [("weak", plain.url()), ("strong", format!("{base}/jwks"))] {
+        let doc = json!({"issuer": format!("{base}/{issuer}"), "jwks_uri": jwks_uri});
+        tls.set(&format!("/{issuer}/.well-known/openid-configuration"), 200, &[], doc.to_string());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let discovery =
+        |iss: &str| format!("[[issuers]]\nissuer = \"{iss}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\n");
+    let extra = format!(
+        "[jwt]\nca_file = \"{}\"\njwks_refresh_cooldown = \"0s\"\n{}{}{}{}",
+        ca.display(),
+        issuer_block("https://redirected-to-http.test", &format!("{base}/to-http"), &["ES256"]),
+        issuer_block("https://redirected-to-https.test", &format!("{base}/to-https"), &["ES256"]),
+        discovery(&format!("{base}/weak")),
+        discovery(&format!("{base}/strong")),
+    );
+    let upstream = Upstream::start().await;
+    let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+    let status = |iss: String| {
+        let token = key.sign(&claims(&iss, "ci"));
+        let gh = &gh;
+        async move { get(gh, "/x", Some(&token)).await.0 }
+    };
+    // The https paths work (the CA file is trusted)...
+    let mut ok = false;
+    for _ in 0..100 {
+        if status("https://redirected-to-https.test".into()).await == 200
+            && status(format!("{base}/strong")).await == 200
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "https JWKS (direct, redirected, discovered) verify");
+    // ...the downgrades do not, however often they are retried.
+    for _ in 0..3 {
+        assert_eq!(status("https://redirected-to-http.test".into()).await, 401, "https -> http redirect");
+        assert_eq!(status(format!("{base}/weak")).await, 401, "https issuer, http jwks_uri");
+    }
+    assert!(tls.hits("/to-http") >= 1 && tls.hits("/weak/.well-known/openid-configuration") >= 1);
+    assert_eq!(plain.hits(), 0, "no key set was read over plain http");
+    assert_eq!(get(&gh, "/readyz", None).await.0, 503, "those issuers have no keys");
+}

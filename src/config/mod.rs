@@ -200,6 +200,9 @@ pub struct JwtConfig {
     pub jwks_stale_ttl: Duration,
     pub jwks_fetch_timeout: Duration,
     pub jwks_file_poll: Duration,
+    /// PEM certificates trusted, besides the system's roots, when fetching JWKS and
+    /// discovery documents (an IdP behind an internal CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -806,7 +809,16 @@ impl Validator {
             jwks_stale_ttl: d(self, "jwt.jwks_stale_ttl", &raw.jwks_stale_ttl, 3600),
             jwks_fetch_timeout: d(self, "jwt.jwks_fetch_timeout", &raw.jwks_fetch_timeout, 5),
             jwks_file_poll: d(self, "jwt.jwks_file_poll", &raw.jwks_file_poll, 2),
+            ca_file: raw.ca_file.as_deref().map(PathBuf::from),
         };
+        if let Some(path) = &cfg.ca_file {
+            let certs = std::fs::read(path).map(|pem| reqwest::Certificate::from_pem_bundle(&pem).map(|c| c.len()));
+            match certs {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => self.problem("jwt.ca_file", format!("`{}` holds no PEM certificate", path.display())),
+                Err(e) => self.problem("jwt.ca_file", format!("`{}` is not readable: {e}", path.display())),
+            }
+        }
         if cfg.jwks_min_ttl > cfg.jwks_max_ttl {
             self.problem("jwt.jwks_min_ttl", "is larger than jwt.jwks_max_ttl");
         }

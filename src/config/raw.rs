@@ -95,6 +95,7 @@ pub struct RawJwt {
     pub jwks_stale_ttl: Option<String>,
     pub jwks_fetch_timeout: Option<String>,
     pub jwks_file_poll: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
