@@ -33,6 +33,33 @@ fn check_config_accepts_the_examples() {
 }
 
 #[test]
+fn the_examples_are_closed_by_default() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["config/gatehouse.toml", "config/sidecar.toml", "config/gateway.toml"] {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        // Open registration is the default: an example must say whether it wants it.
+        assert!(
+            table.get("accounts").and_then(|a| a.get("registration")).is_some(),
+            "{file}: set [accounts] registration explicitly"
+        );
+        let config = gatehouse::Config::load(&path).unwrap();
+        for issuer in &config.issuers {
+            if issuer.issuer == "https://token.actions.githubusercontent.com" {
+                // Every repository's workflows can mint these tokens: pin the owner.
+                assert!(
+                    issuer.required_claims.iter().any(|r| r.name == "repository_owner"),
+                    "{file}: GitHub Actions tokens are trusted without required_claims.repository_owner"
+                );
+            }
+        }
+    }
+    let gateway = gatehouse::Config::load(&root.join("config/gateway.toml")).unwrap();
+    assert!(!gateway.accounts.registration, "a shared gateway does not let strangers sign up");
+}
+
+#[test]
 fn check_config_names_every_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(

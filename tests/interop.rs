@@ -138,6 +138,11 @@ async fn client_credential_tokens_verify_in_pyjwt_and_jose_against_the_live_jwks
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap();
+    let header =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token.split('.').next().unwrap())
+            .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["typ"], "at+jwt", "client tokens are RFC 9068 access tokens");
 
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let input = json!({
@@ -145,6 +150,7 @@ async fn client_credential_tokens_verify_in_pyjwt_and_jose_against_the_live_jwks
         "token": token,
         "issuer": "https://gatehouse.test",
         "audience": "gatehouse",
+        "typ": "at+jwt",
     });
     for (program, script) in [("python3", "verify_remote.py"), ("node", "verify_remote.mjs")] {
         let input = input.to_string();

@@ -411,6 +411,20 @@ async fn own_tokens_are_verified_through_the_same_path() {
     let mut c = claims("https://gatehouse.test", "me");
     c["aud"] = json!("gatehouse");
     assert_eq!(get(&gh, "/x", Some(&key.sign(&c))).await.0, 200);
+    // Signed by Gatehouse's key, but not declared an access token (RFC 9068 `typ`): some
+    // other JWT the key signed, an ID token say, never passes as one.
+    for typ in [json!("JWT"), json!("at+jwt+extra"), json!(null), json!("id_token+jwt")] {
+        let mut header = json!({"alg": "ES256", "kid": key.kid()});
+        if !typ.is_null() {
+            header["typ"] = typ.clone();
+        }
+        let (status, _, body) = get(&gh, "/x", Some(&key.sign_with_header(&header, &c))).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")), "typ {typ}: {body}");
+    }
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        let header = json!({"alg": "ES256", "kid": key.kid(), "typ": typ});
+        assert_eq!(get(&gh, "/x", Some(&key.sign_with_header(&header, &c))).await.0, 200, "typ {typ}");
+    }
     let (status, _, jwks_doc) = get(&gh, "/.well-known/jwks.json", None).await;
     assert_eq!(status, 200);
     assert_eq!(jwks_doc["keys"][0]["kid"], key.kid());
@@ -494,4 +508,216 @@ async fn repeated_token_hits_the_cache_but_expiry_still_wins() {
     let (status, _, body) = get(&gh, "/x", Some(&t)).await;
     assert_eq!(status, 401);
     assert_eq!(body["code"], "token_expired");
+}
+
+/// Every algorithm `tokens.algorithm` and `issuers[].algorithms` accept.
+const EVERY_ALGORITHM: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[tokio::test]
+async fn own_tokens_of_every_algorithm_work_on_the_proxy_and_the_auth_api() {
+    let upstream = Upstream::start().await;
+    for alg in EVERY_ALGORITHM {
+        let name = format!("{alg:?}");
+        let store = Backend::Sqlite.fresh().await;
+        let toml = accounts_config(&upstream, &store, "").replacen(
+            "[tokens]\n",
+            &format!("[tokens]\nalgorithm = \"{name}\"\n"),
+            1,
+        );
+        let gh = Gatehouse::start(&toml).await;
+        gh.wait_ready().await;
+        let (status, _, reg) = post(
+            &gh,
+            "/auth/register",
+            &json!({"email": format!("{}@example.com", name.to_lowercase()), "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{name}: {reg}");
+        let (status, _, login) = post(
+            &gh,
+            "/auth/login",
+            &json!({"email": format!("{}@example.com", name.to_lowercase()), "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {login}");
+        for token in [reg["access_token"].as_str().unwrap(), login["access_token"].as_str().unwrap()] {
+            let header: serde_json::Value =
+                serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+            assert_eq!(header["alg"], name.as_str());
+            assert_eq!(header["typ"], "at+jwt", "{name}: RFC 9068 access token");
+            let (status, _, echo) = get(&gh, "/app", Some(token)).await;
+            assert_eq!(status, 200, "{name} on the proxy: {echo}");
+            assert_eq!(seen(&echo, "x-auth-user-id"), [reg["user"]["id"].as_str().unwrap()], "{name}");
+            let (status, _, me) = get(&gh, "/auth/me", Some(token)).await;
+            assert_eq!(status, 200, "{name} on /auth/me: {me}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn external_tokens_of_every_algorithm_verify_with_and_without_kid() {
+    let upstream = Upstream::start().await;
+    for alg in EVERY_ALGORITHM {
+        let key = TestKey::generate(alg);
+        let name = key.alg_name();
+        let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        // HS* from a shared secret file, the rest from a JWKS URL.
+        let (extra, _jwks) = if hmac {
+            let block = format!(
+                "[[issuers]]\nissuer = \"{ISS}\"\nsecret_file = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"{name}\"]\n",
+                key.path().display()
+            );
+            (block, None)
+        } else {
+            let j = JwksServer::start(jwks(&[&key])).await;
+            (issuer_block(ISS, &j.url(), &[&name]), Some(j))
+        };
+        let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+        gh.wait_ready().await;
+        let with_kid = key.sign(&claims(ISS, "with-kid"));
+        let without_kid = key.sign_with_header(&json!({"alg": name, "typ": "JWT"}), &claims(ISS, "without-kid"));
+        for (token, sub) in [(with_kid, "with-kid"), (without_kid, "without-kid")] {
+            let (status, _, echo) = get(&gh, "/app", Some(&token)).await;
+            assert_eq!(status, 200, "{name} {sub}: {echo}");
+            assert_eq!(seen(&echo, "x-auth-user-id"), [sub]);
+        }
+        let other = TestKey::generate(alg);
+        let forged = other.sign_with_header(&json!({"alg": name, "kid": key.kid()}), &claims(ISS, "forged"));
+        assert_eq!(get(&gh, "/app", Some(&forged)).await.0, 401, "{name} forged");
+    }
+}
+
+#[tokio::test]
+async fn required_claims_pin_whose_tokens_count() {
+    let key = TestKey::generate(Algorithm::RS256);
+    let upstream = Upstream::start().await;
+    let j = JwksServer::start(jwks(&[&key])).await;
+    let extra = format!(
+        "{}required_claims = {{ repository_owner = \"acme\", ref = [\"refs/heads/main\", \"refs/tags/v1\"], groups = \"deployers\", \"ctx.level\" = 3, ci = true }}\n",
+        issuer_block(ISS, &j.url(), &["RS256"])
+    );
+    let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+    gh.wait_ready().await;
+    let mut base = claims(ISS, "repo:acme/app:ref:refs/heads/main");
+    base["repository_owner"] = json!("acme");
+    base["ref"] = json!("refs/heads/main");
+    base["groups"] = json!("deployers");
+    base["ctx"] = json!({"level": 3});
+    base["ci"] = json!(true);
+    let cases = [
+        (json!({}), 200),
+        (json!({"repository_owner": null}), 401),
+        (json!({"repository_owner": "evil-corp"}), 401),
+        (json!({"repository_owner": "ACME"}), 401),
+        (json!({"repository_owner": ["evil-corp", "acme"]}), 200),
+        (json!({"ref": "refs/tags/v1"}), 200),
+        (json!({"ref": "refs/heads/evil-branch"}), 401),
+        (json!({"groups": ["readers", "deployers"]}), 200),
+        (json!({"groups": ["readers"]}), 401),
+        (json!({"groups": []}), 401),
+        (json!({"ctx": {"level": 3.0}}), 200),
+        (json!({"ctx": {"level": "3"}}), 401),
+        (json!({"ctx": 3}), 401),
+        (json!({"ci": "true"}), 401),
+        (json!({"ci": false}), 401),
+    ];
+    for (patch, status) in cases {
+        let mut c = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        let token = key.sign(&c);
+        let (got, headers, body) = get(&gh, "/x", Some(&token)).await;
+        assert_eq!(got, status, "{patch}: {body}");
+        if status == 401 {
+            assert_eq!(body["code"], "invalid_token", "{patch}");
+            let message = body["message"].as_str().unwrap();
+            assert!(!message.contains("evil") && !message.contains(&token), "{patch}: {message}");
+            assert!(headers.contains_key("www-authenticate"));
+        }
+    }
+    let c = {
+        let mut c = base.clone();
+        c.as_object_mut().unwrap().remove("repository_owner");
+        c
+    };
+    let (_, _, body) = get(&gh, "/x", Some(&key.sign(&c))).await;
+    assert!(body["message"].as_str().unwrap().contains("repository_owner"), "{body}");
+}
+
+#[tokio::test]
+async fn https_issuers_never_take_keys_over_http() {
+    let key = TestKey::generate(Algorithm::ES256);
+    let set = jwks(&[&key]).to_string();
+    // The same keys over plain http: reaching this server at all is the failure.
+    let plain = JwksServer::start(jwks(&[&key])).await;
+    let (cert, private) = self_signed_cert();
+    let tls = TlsServer::start(&cert, &private).await;
+    let base = tls.base();
+    tls.set("/jwks", 200, &[], set.clone());
+    tls.set("/to-http", 302, &[("location", &plain.url())], "");
+    tls.set("/to-https", 302, &[("location", &format!("{base}/jwks"))], "");
+    for (issuer, jwks_uri) in [("weak", plain.url()), ("strong", format!("{base}/jwks"))] {
+        let doc = json!({"issuer": format!("{base}/{issuer}"), "jwks_uri": jwks_uri});
+        tls.set(&format!("/{issuer}/.well-known/openid-configuration"), 200, &[], doc.to_string());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let discovery =
+        |iss: &str| format!("[[issuers]]\nissuer = \"{iss}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\n");
+    let extra = format!(
+        "[jwt]\nca_file = \"{}\"\njwks_refresh_cooldown = \"0s\"\n{}{}{}{}",
+        ca.display(),
+        issuer_block("https://redirected-to-http.test", &format!("{base}/to-http"), &["ES256"]),
+        issuer_block("https://redirected-to-https.test", &format!("{base}/to-https"), &["ES256"]),
+        discovery(&format!("{base}/weak")),
+        discovery(&format!("{base}/strong")),
+    );
+    let upstream = Upstream::start().await;
+    let gh = Gatehouse::start(&config(&upstream, &extra)).await;
+    let status = |iss: String| {
+        let token = key.sign(&claims(&iss, "ci"));
+        let gh = &gh;
+        async move { get(gh, "/x", Some(&token)).await.0 }
+    };
+    // The https paths work (the CA file is trusted)...
+    let mut ok = false;
+    for _ in 0..100 {
+        if status("https://redirected-to-https.test".into()).await == 200
+            && status(format!("{base}/strong")).await == 200
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "https JWKS (direct, redirected, discovered) verify");
+    // ...the downgrades do not, however often they are retried.
+    for _ in 0..3 {
+        assert_eq!(status("https://redirected-to-http.test".into()).await, 401, "https -> http redirect");
+        assert_eq!(status(format!("{base}/weak")).await, 401, "https issuer, http jwks_uri");
+    }
+    assert!(tls.hits("/to-http") >= 1 && tls.hits("/weak/.well-known/openid-configuration") >= 1);
+    assert_eq!(plain.hits(), 0, "no key set was read over plain http");
+    assert_eq!(get(&gh, "/readyz", None).await.0, 503, "those issuers have no keys");
 }

@@ -151,3 +151,65 @@ async fn a_key_deleted_on_one_replica_is_refused_by_the_other_within_two_seconds
 async fn post_json(url: &str, body: serde_json::Value) -> serde_json::Value {
     client().post(url).json(&body).send().await.unwrap().json().await.unwrap()
 }
+
+/// The `jti` of a JWT, read without verifying it.
+fn jti(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_string()
+}
+
+/// Another replica, whose clock runs 10 minutes slow, revokes a token `base` accepts (and
+/// computes the revocation's end with that clock, as the auth API does): `base` must still
+/// refuse the token within 2 s.
+async fn skewed_writer_revocation_is_seen(base: &str, store: &TestStore) {
+    let c = client();
+    let reg = post_json(
+        &format!("{base}/auth/register"),
+        json!({"email": "skew@example.com", "password": "correct horse battery"}),
+    )
+    .await;
+    let access = reg["access_token"].as_str().expect("registered").to_string();
+    assert_eq!(c.get(format!("{base}/app")).bearer_auth(&access).send().await.unwrap().status(), 200);
+    // Let the poller move its cursor past "an hour ago" (it polls every 500 ms).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    use gatehouse::store::Store;
+    let slow_clock = now() as i64 - 600;
+    let sql = gatehouse::store::SqlStore::connect(&store.url).await.unwrap();
+    // The token itself expires in 5 minutes by the real clock (tokens.access_ttl).
+    sql.revoke_token(&jti(&access), slow_clock + 300, slow_clock).await.unwrap();
+    let revoked = Instant::now();
+    loop {
+        let r = c.get(format!("{base}/app")).bearer_auth(&access).send().await.unwrap();
+        if r.status() == 401 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["code"], "token_revoked");
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(2),
+            "a revocation written by a replica whose clock is 10 minutes slow was never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn clock_skew_between_replicas_loses_no_revocation_postgres() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Postgres.fresh().await;
+    let a = Replica::start(&upstream, &store);
+    skewed_writer_revocation_is_seen(&a.url(""), &store).await;
+}
+
+#[tokio::test]
+async fn clock_skew_between_replicas_loses_no_revocation_sqlite() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Sqlite.fresh().await;
+    let gh = Gatehouse::start(&accounts_config(&upstream, &store, "")).await;
+    gh.wait_ready().await;
+    skewed_writer_revocation_is_seen(&gh.url(""), &store).await;
+}

@@ -157,9 +157,16 @@ impl KeySet {
         self.ready.load(Ordering::Acquire) && self.loaded.load().valid_until.is_none_or(|t| Instant::now() < t)
     }
 
-    /// The key named `kid`, if loaded and still valid.
+    /// The key named `kid`, if loaded and still valid. In a fixed set, a key without a kid
+    /// (an `[[issuers]]` shared secret: the issuer's only key) answers to any kid, since the
+    /// operator named the key and a kid on the token is only a hint.
     pub fn get(&self, kid: &str) -> Option<Arc<VerifyKey>> {
-        self.cache.get(kid).map(|c| c.key)
+        self.cache.get(kid).map(|c| c.key).or_else(|| {
+            if !matches!(self.source, Source::Static) {
+                return None;
+            }
+            self.loaded.load().keys.iter().find(|k| k.kid.is_none()).cloned()
+        })
     }
 
     /// Every valid key, for tokens without a `kid`.
@@ -316,6 +323,7 @@ impl KeySet {
         if doc.issuer != self.issuer {
             return Err(FetchError::Document(format!("discovery names issuer `{}`", doc.issuer)));
         }
+        jwks_uri_allowed(url, &doc.jwks_uri).map_err(FetchError::Document)?;
         Ok(doc.jwks_uri)
     }
 
@@ -335,6 +343,39 @@ impl KeySet {
         }
         Ok(keys)
     }
+}
+
+/// Redirects of JWKS and discovery fetches: at most 3, and never from https to http, which
+/// would let whoever sits on the plain-text hop hand us keys for an https issuer.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| match redirect_allowed(attempt.previous(), attempt.url()) {
+        Ok(()) => attempt.follow(),
+        Err(why) => attempt.error(why),
+    })
+}
+
+fn redirect_allowed(previous: &[reqwest::Url], next: &reqwest::Url) -> Result<(), String> {
+    if previous.len() >= 3 {
+        return Err("more than 3 redirects".into());
+    }
+    if next.scheme() != "https" && previous.iter().any(|u| u.scheme() == "https") {
+        return Err(format!("refusing a redirect from https to {}", next.scheme()));
+    }
+    Ok(())
+}
+
+/// A discovered `jwks_uri` must be an http(s) URL no weaker than the discovery document's
+/// own: an https issuer's keys never come over plain http.
+fn jwks_uri_allowed(discovery_url: &str, jwks_uri: &str) -> Result<(), String> {
+    let https = |u: &str| u.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+    let http = |u: &str| u.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if !(https(jwks_uri) || http(jwks_uri)) {
+        return Err("discovery's jwks_uri is not an http(s) URL".into());
+    }
+    if https(discovery_url) && !https(jwks_uri) {
+        return Err("discovery names an http jwks_uri for an https issuer".into());
+    }
+    Ok(())
 }
 
 async fn get_document(
@@ -376,6 +417,29 @@ fn parse_max_age(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_never_downgrade_to_http() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(redirect_allowed(&[u("https://idp/jwks")], &u("https://cdn/jwks")).is_ok());
+        assert!(redirect_allowed(&[u("http://idp/jwks")], &u("http://cdn/jwks")).is_ok());
+        assert!(redirect_allowed(&[u("http://idp/jwks")], &u("https://cdn/jwks")).is_ok());
+        assert!(redirect_allowed(&[u("https://idp/jwks")], &u("http://cdn/jwks")).is_err());
+        // Once https, always https: bouncing through another https hop does not launder it.
+        assert!(redirect_allowed(&[u("https://idp/a"), u("https://idp/b")], &u("http://cdn/jwks")).is_err());
+        let hops = [u("http://a/"), u("http://b/"), u("http://c/")];
+        assert!(redirect_allowed(&hops, &u("http://d/")).is_err(), "at most 3");
+    }
+
+    #[test]
+    fn discovered_jwks_uri_is_no_weaker_than_the_issuer() {
+        let d = "https://idp/.well-known/openid-configuration";
+        assert!(jwks_uri_allowed(d, "https://idp/jwks").is_ok());
+        assert!(jwks_uri_allowed(d, "HTTPS://idp/jwks").is_ok());
+        assert!(jwks_uri_allowed(d, "http://idp/jwks").is_err());
+        assert!(jwks_uri_allowed(d, "file:///etc/jwks").is_err());
+        assert!(jwks_uri_allowed("http://idp/.well-known/openid-configuration", "http://idp/jwks").is_ok());
+    }
 
     #[test]
     fn cache_control() {

@@ -21,7 +21,7 @@ use super::jwks::{KeySet, Reason};
 use super::keys::VerifyKey;
 use super::principal::{AuthMethod, Principal, PrincipalKind};
 use super::revocation::Revocations;
-use crate::config::{ClaimPaths, Config};
+use crate::config::{ClaimPaths, Config, RequiredClaim};
 use crate::error::AuthError;
 
 /// One trusted issuer: its policy and its keys.
@@ -31,6 +31,10 @@ pub struct Issuer {
     pub audiences: Vec<String>,
     pub leeway: Duration,
     pub claims: ClaimPaths,
+    /// Claims every token of this issuer must carry (`required_claims`).
+    pub required: Vec<RequiredClaim>,
+    /// The JOSE `typ` every token must declare (Gatehouse's own: `at+jwt`); `None`: any.
+    pub typ: Option<&'static str>,
     pub keys: Arc<KeySet>,
 }
 
@@ -63,6 +67,7 @@ pub struct JwtVerifier {
 struct JoseHeader {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     crit: Option<Value>,
 }
 
@@ -151,6 +156,11 @@ impl JwtVerifier {
         if !issuer.algorithms.contains(&alg) {
             return Err(invalid("the token's algorithm is not allowed for its issuer"));
         }
+        if let Some(want) = issuer.typ
+            && !header.typ.as_deref().is_some_and(|t| typ_is(t, want))
+        {
+            return Err(invalid(format!("the token is not an access token (its header must say typ: {want})")));
+        }
 
         let message = &token.as_bytes()[..h64.len() + 1 + c64.len()];
         let verified = match &header.kid {
@@ -201,6 +211,7 @@ impl JwtVerifier {
                 return Err(invalid("the token's audience (aud) is not accepted"));
             }
         }
+        check_required(&issuer.required, &claims)?;
         let principal = self.principal(issuer, &claims, exp.saturating_add(leeway))?;
         Ok((principal, exp.saturating_add(leeway)))
     }
@@ -301,6 +312,38 @@ fn check(key: &VerifyKey, alg: Algorithm, message: &[u8], signature: &[u8]) -> R
     Ok(key.verify(alg, message, signature))
 }
 
+/// `required_claims`: an issuer trusted for its signature alone may mint tokens for anyone
+/// (GitHub Actions signs for every repository), so these claims pin whose tokens count.
+/// The messages name the claim, never the token's value.
+fn check_required(required: &[RequiredClaim], claims: &Map<String, Value>) -> Result<(), AuthError> {
+    for rule in required {
+        let same = |v: &Value| {
+            rule.accepted.iter().any(|a| match (a, v) {
+                (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+                _ => a == v,
+            })
+        };
+        let ok = match lookup(claims, &rule.path) {
+            None | Some(Value::Null) => {
+                return Err(invalid(format!("the token lacks the required claim `{}`", rule.name)));
+            }
+            Some(Value::Array(items)) => items.iter().any(same),
+            Some(v) => same(v),
+        };
+        if !ok {
+            return Err(invalid(format!("the token's `{}` claim does not have a required value", rule.name)));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, with the
+/// `application/` prefix optional.
+fn typ_is(typ: &str, want: &str) -> bool {
+    let typ = typ.get(..12).filter(|p| p.eq_ignore_ascii_case("application/")).map_or(typ, |_| &typ[12..]);
+    typ.eq_ignore_ascii_case(want)
+}
+
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     let bytes = B64.decode(part).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -361,4 +404,19 @@ fn string_list(items: &[Value]) -> Option<Vec<String>> {
 
 pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_is_a_media_type() {
+        for t in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+Jwt"] {
+            assert!(typ_is(t, "at+jwt"), "{t}");
+        }
+        for t in ["JWT", "at+jwt ", "application/jwt", "text/at+jwt", "", "applicatio"] {
+            assert!(!typ_is(t, "at+jwt"), "{t}");
+        }
+    }
 }

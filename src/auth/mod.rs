@@ -37,10 +37,14 @@ impl Auth {
     /// Loads (or generates) the signing keys and sets up every issuer's key set. Remote key
     /// sets start empty; [`Auth::spawn_maintenance`] fetches them.
     pub async fn build(config: &Config, store: Option<Arc<dyn Store>>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()?;
+            .redirect(jwks::redirect_policy());
+        if let Some(path) = &config.jwt.ca_file {
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("jwt.ca_file {}: {e}", path.display()))?;
+            client = client.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem)?);
+        }
+        let client = client.build()?;
         let mut issuers = Vec::new();
         let mut own = None;
         if let Some(tokens) = &config.tokens {
@@ -52,6 +56,8 @@ impl Auth {
                 audiences: vec![tokens.audience.clone()],
                 leeway: config.jwt.leeway,
                 claims: ClaimPaths::own(),
+                required: Vec::new(),
+                typ: Some(signing::ACCESS_TOKEN_TYP),
                 keys: KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt),
             });
             own = Some(keys);
@@ -67,6 +73,8 @@ impl Auth {
                 audiences: cfg.audiences.clone(),
                 leeway: cfg.leeway,
                 claims: cfg.claims.clone(),
+                required: cfg.required_claims.clone(),
+                typ: None,
                 keys,
             });
         }

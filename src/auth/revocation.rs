@@ -18,6 +18,11 @@ struct Sets {
     users: HashMap<String, i64>,
 }
 
+/// How long past its `until` a revocation is kept. `until` was computed with the writing
+/// replica's clock and the token's `exp` with the issuing one's; a replica whose clock runs
+/// ahead of them must not drop the revocation while the token still verifies.
+const CLOCK_SKEW_ALLOWANCE: i64 = 3600;
+
 pub struct Revocations {
     /// Only Gatehouse's own sessions and users can be revoked by session or user.
     own_issuer: Option<String>,
@@ -73,6 +78,7 @@ impl Revocations {
 
     /// Forgets entries whose tokens have all expired.
     fn prune(&self, now: i64, max_token_life: i64) {
+        let now = now - CLOCK_SKEW_ALLOWANCE;
         let mut sets = self.sets.write().expect("revocation lock");
         sets.tokens.retain(|_, until| *until > now);
         sets.sessions.retain(|_, until| *until > now);
@@ -85,7 +91,7 @@ impl Revocations {
         let mut ticks: u32 = 0;
         loop {
             let now = crate::auth::jwt::now_secs() as i64;
-            match store.revocations_after(cursor, now).await {
+            match store.revocations_after(cursor, now - CLOCK_SKEW_ALLOWANCE).await {
                 Ok((events, next)) => {
                     for e in events {
                         self.apply(e);

@@ -25,6 +25,9 @@ enum Signer {
     Rsa(RsaKeyPair, &'static dyn signature::RsaEncoding),
 }
 
+/// The JOSE `typ` of the access tokens Gatehouse signs (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
 /// A private key plus what others need to verify its signatures.
 pub struct SigningKey {
     pub algorithm: Algorithm,
@@ -86,13 +89,17 @@ impl SigningKey {
                 _ => hmac::HMAC_SHA512,
             };
             let kid = thumb(secret);
+            // The kid is never published (the secret is not), but tokens carry it and the key
+            // set is indexed by it: without it here, own HS* tokens would find no key.
+            let mut verify_key = VerifyKey::from_secret(secret, &[algorithm]);
+            verify_key.kid = Some(kid.clone());
             return Ok(SigningKey {
                 algorithm,
                 kid,
                 signer: Signer::Hmac(hmac::Key::new(h, secret)),
                 jwk: None,
                 material_digest,
-                verify_key: std::sync::Arc::new(VerifyKey::from_secret(secret, &[algorithm])),
+                verify_key: std::sync::Arc::new(verify_key),
             });
         }
         let der = match PrivateKeyDer::from_pem_slice(bytes) {
@@ -173,9 +180,11 @@ impl SigningKey {
         hmac::sign(&key, label).as_ref().try_into().expect("32 bytes")
     }
 
-    /// Signs `claims` as a compact JWS with this key's `alg` and `kid`.
+    /// Signs `claims` as an access token: a compact JWS with this key's `alg` and `kid` and
+    /// `typ: at+jwt` (RFC 9068), which Gatehouse's verifier requires of its own tokens, so
+    /// no other JWT this key might ever sign (an ID token, a link token) passes as one.
     pub fn sign(&self, claims: &Value) -> String {
-        let header = json!({"alg": format!("{:?}", self.algorithm), "typ": "JWT", "kid": self.kid});
+        let header = json!({"alg": format!("{:?}", self.algorithm), "typ": ACCESS_TOKEN_TYP, "kid": self.kid});
         self.sign_with_header(&header, claims)
     }
 
@@ -276,6 +285,7 @@ mod tests {
             let key = SigningKey::load_or_generate(&path, alg).unwrap();
             let again = SigningKey::load_or_generate(&path, alg).unwrap();
             assert_eq!(key.kid, again.kid, "{alg:?} key is persisted");
+            assert_eq!(key.verify_key.kid.as_deref(), Some(key.kid.as_str()), "{alg:?} is found by its kid");
             let token = key.sign(&json!({"sub": "a"}));
             let (message, sig) = token.rsplit_once('.').unwrap();
             assert!(again.verify_key.verify(alg, message.as_bytes(), &B64.decode(sig).unwrap()), "{alg:?}");

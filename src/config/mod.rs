@@ -216,6 +216,9 @@ pub struct JwtConfig {
     pub jwks_stale_ttl: Duration,
     pub jwks_fetch_timeout: Duration,
     pub jwks_file_poll: Duration,
+    /// PEM certificates trusted, besides the system's roots, when fetching JWKS and
+    /// discovery documents (an IdP behind an internal CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +239,19 @@ pub struct IssuerConfig {
     pub algorithms: Vec<Algorithm>,
     pub claims: ClaimPaths,
     pub leeway: Duration,
+    /// Claims a token must carry with one of the given values (see [`RequiredClaim`]).
+    pub required_claims: Vec<RequiredClaim>,
+}
+
+/// One `required_claims` entry: the claim at `path` must equal one of `accepted`, or, when
+/// the claim is a list, contain one of them. Values are JSON scalars, compared by type
+/// (the string `"42"` is not the number `42`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequiredClaim {
+    /// The key as written, for messages.
+    pub name: String,
+    pub path: Vec<String>,
+    pub accepted: Vec<serde_json::Value>,
 }
 
 /// Where in the claims each part of the principal is read from (dot-separated paths).
@@ -869,7 +885,16 @@ impl Validator {
             jwks_stale_ttl: d(self, "jwt.jwks_stale_ttl", &raw.jwks_stale_ttl, 3600),
             jwks_fetch_timeout: d(self, "jwt.jwks_fetch_timeout", &raw.jwks_fetch_timeout, 5),
             jwks_file_poll: d(self, "jwt.jwks_file_poll", &raw.jwks_file_poll, 2),
+            ca_file: raw.ca_file.as_deref().map(PathBuf::from),
         };
+        if let Some(path) = &cfg.ca_file {
+            let certs = std::fs::read(path).map(|pem| reqwest::Certificate::from_pem_bundle(&pem).map(|c| c.len()));
+            match certs {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => self.problem("jwt.ca_file", format!("`{}` holds no PEM certificate", path.display())),
+                Err(e) => self.problem("jwt.ca_file", format!("`{}` is not readable: {e}", path.display())),
+            }
+        }
         if cfg.jwks_min_ttl > cfg.jwks_max_ttl {
             self.problem("jwt.jwks_min_ttl", "is larger than jwt.jwks_max_ttl");
         }
@@ -964,7 +989,50 @@ impl Validator {
             algorithms,
             claims: ClaimPaths::build(raw),
             leeway: self.duration(&key("leeway"), &raw.leeway, jwt.leeway),
+            required_claims: self.required_claims(&key("required_claims"), &raw.required_claims),
         })
+    }
+
+    /// `required_claims`: `{ claim = value }`, `{ claim = [any, of, these] }`; a dotted key
+    /// (or a nested table) names a nested claim.
+    fn required_claims(&mut self, key: &str, raw: &BTreeMap<String, toml::Value>) -> Vec<RequiredClaim> {
+        fn scalar(v: &toml::Value) -> Option<serde_json::Value> {
+            match v {
+                toml::Value::String(s) => Some(serde_json::Value::String(s.clone())),
+                toml::Value::Integer(n) => Some(serde_json::Value::from(*n)),
+                toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number),
+                toml::Value::Boolean(b) => Some(serde_json::Value::Bool(*b)),
+                _ => None,
+            }
+        }
+        let mut out = Vec::new();
+        let mut pending: Vec<(String, &toml::Value)> = raw.iter().map(|(k, v)| (k.clone(), v)).collect();
+        while let Some((name, value)) = pending.pop() {
+            let at = format!("{key}.{name}");
+            let path: Vec<String> = name.split('.').map(str::to_string).collect();
+            if path.iter().any(String::is_empty) {
+                self.problem(at, "is not a claim path (names separated by single dots)");
+                continue;
+            }
+            let accepted = match value {
+                toml::Value::Table(t) => {
+                    pending.extend(t.iter().map(|(k, v)| (format!("{name}.{k}"), v)));
+                    continue;
+                }
+                toml::Value::Array(items) if items.is_empty() => {
+                    self.problem(at, "is an empty list: no token could match; list at least one value");
+                    continue;
+                }
+                toml::Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>(),
+                single => scalar(single).map(|v| vec![v]),
+            };
+            match accepted {
+                Some(accepted) => out.push(RequiredClaim { name, path, accepted }),
+                None => self.problem(at, "must be a string, number or boolean, or a list of them"),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     fn routing(&mut self, raw: &raw::RawRouting) -> RoutingPolicy {
@@ -1251,6 +1319,34 @@ mod tests {
         );
         let err = load(&text).unwrap_err();
         assert!(err.to_string().contains("secret_file"), "{err}");
+    }
+
+    #[test]
+    fn required_claims_are_checked_at_load() {
+        let issuer = |claims: &str| {
+            format!(
+                "{MINIMAL}[[issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/k\"\nrequired_claims = {claims}\n"
+            )
+        };
+        let c = load(&issuer(r#"{ repository_owner = "acme", ref = ["a", "b"], "org.id" = 7, ctx = { on = true } }"#))
+            .unwrap();
+        let got: Vec<(String, Vec<String>, Vec<serde_json::Value>)> =
+            c.issuers[0].required_claims.iter().map(|r| (r.name.clone(), r.path.clone(), r.accepted.clone())).collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            vec![
+                ("ctx.on".into(), s(&["ctx", "on"]), vec![serde_json::json!(true)]),
+                ("org.id".into(), s(&["org", "id"]), vec![serde_json::json!(7)]),
+                ("ref".into(), s(&["ref"]), vec![serde_json::json!("a"), serde_json::json!("b")]),
+                ("repository_owner".into(), s(&["repository_owner"]), vec![serde_json::json!("acme")]),
+            ]
+        );
+        for bad in [r#"{ owner = [] }"#, r#"{ owner = [["a"]] }"#, r#"{ "a..b" = "x" }"#] {
+            let err = load(&issuer(bad)).unwrap_err();
+            assert!(err.problems.iter().any(|p| p.key.starts_with("issuers[0].required_claims.")), "{bad}: {err}");
+        }
+        assert!(load(&issuer("\"acme\"")).unwrap_err().to_string().contains("required_claims"));
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub struct RawJwt {
     pub jwks_stale_ttl: Option<String>,
     pub jwks_fetch_timeout: Option<String>,
     pub jwks_file_poll: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +122,9 @@ pub struct RawIssuer {
     pub team_claim: Option<String>,
     pub email_verified_claim: Option<String>,
     pub leeway: Option<String>,
+    /// claim path -> the value (or list of values, any one) the token must carry.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

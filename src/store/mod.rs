@@ -258,8 +258,9 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a refresh family and announces its access tokens as revoked.
     async fn revoke_family(&self, family_id: &str, now: i64, access_ttl: i64) -> Result<()>;
     async fn revoke_token(&self, jti: &str, until: i64, now: i64) -> Result<()>;
-    /// Live revocations recorded since `since` (unix seconds; 0 for all), and the `since`
-    /// to pass next time.
+    /// Live revocations recorded since `since` (unix seconds by the store's own clock; 0 for
+    /// all), and the `since` to pass next time. `now` (the caller's clock) only drops events
+    /// whose tokens have expired.
     async fn revocations_after(&self, since: i64, now: i64) -> Result<(Vec<Revocation>, i64)>;
 
     async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()>;

@@ -28,6 +28,14 @@ impl Dialect {
         }
     }
 
+    /// The database's clock in unix seconds, as an SQL expression.
+    fn now_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+            Dialect::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)",
+        }
+    }
+
     fn migrator(self) -> sqlx::migrate::Migrator {
         match self {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
@@ -442,6 +450,13 @@ impl Store for SqlStore {
         // By time, not by id: ids are handed out before commit, so a slower transaction can
         // commit a lower id after a higher one was read. Re-reading a few seconds of events
         // is harmless (applying one twice changes nothing) and catches those late commits.
+        // The time is the database's on both sides: migration 0005 stamps `at` with it
+        // whatever the writer passed, and the next cursor is read from it here (before the
+        // events, so nothing committed in between falls behind it). Replicas' clocks may
+        // disagree by any amount without losing an event.
+        let store_now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {}", self.dialect.now_sql())))
+            .fetch_one(&self.pool)
+            .await?;
         let rows = sqlx::query(
             "SELECT kind, subject, until_ts FROM revocation_events WHERE at >= $1 AND (kind = 'user' OR until_ts > $2)",
         )
@@ -460,7 +475,7 @@ impl Store for SqlStore {
                 _ => {}
             }
         }
-        Ok((out, now - REREAD_SECS))
+        Ok((out, store_now - REREAD_SECS))
     }
 
     async fn create_reset(&self, hash: &[u8], user_id: &str, now: i64, expires_at: i64) -> Result<()> {

@@ -244,6 +244,85 @@ impl JwksServer {
     }
 }
 
+// === an https server ===
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`: (cert PEM, key PEM).
+pub fn self_signed_cert() -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    (cert.cert.pem(), cert.signing_key.serialize_pem())
+}
+
+/// path -> (status, headers, body)
+type Canned = Arc<Mutex<std::collections::HashMap<String, (u16, Vec<(String, String)>, String)>>>;
+
+/// An HTTPS server with canned answers by path (`set`), counting hits per path; unknown
+/// paths get 404. Its certificate is `cert_pem` (see [`self_signed_cert`]).
+pub struct TlsServer {
+    pub addr: SocketAddr,
+    routes: Canned,
+    hits: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    pub async fn start(cert_pem: &str, key_pem: &str) -> TlsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, cert_pem).unwrap();
+        std::fs::write(&key_file, key_pem).unwrap();
+        let acceptor = gatehouse::server::tls_acceptor(&gatehouse::config::TlsConfig { cert_file, key_file }).unwrap();
+        let routes: Canned = Default::default();
+        let hits: Arc<Mutex<std::collections::HashMap<String, usize>>> = Default::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (r, h) = (routes.clone(), hits.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, r, h) = (acceptor.clone(), r.clone(), h.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let path = req.uri().path().to_string();
+                        *h.lock().unwrap().entry(path.clone()).or_default() += 1;
+                        let canned = r.lock().unwrap().get(&path).cloned();
+                        let (status, headers, body) = canned.unwrap_or((404, Vec::new(), "not found".into()));
+                        let mut resp = Response::new(full(body));
+                        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                        for (k, v) in headers {
+                            resp.headers_mut().insert(
+                                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                v.parse().unwrap(),
+                            );
+                        }
+                        async move { Ok::<_, Infallible>(resp) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
+                });
+            }
+        });
+        TlsServer { addr, routes, hits, _dir: dir }
+    }
+
+    /// `https://127.0.0.1:<port>`
+    pub fn base(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn set(&self, path: &str, status: u16, headers: &[(&str, &str)], body: impl Into<String>) {
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.routes.lock().unwrap().insert(path.to_string(), (status, headers, body.into()));
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
 // === keys and tokens ===
 
 /// A key pair (or HMAC secret) made by Gatehouse's own signer, with its PEM and public JWK.
