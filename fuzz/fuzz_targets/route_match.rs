@@ -58,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
     let Ok(raw) = std::str::from_utf8(rest) else { return };
     let slashes = [EscapedSlashes::Reject, EscapedSlashes::Unescape, EscapedSlashes::Keep][usize::from(selector % 3)];
-    let method = [Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::PATCH][usize::from(selector / 3 % 5)].clone();
+    let method =
+        [Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::PATCH][usize::from(selector / 3 % 5)].clone();
     let host = ["app.example.com", "svc.internal"][usize::from(selector / 15 % 2)];
     let policy = RoutingPolicy {
         escaped_slashes: slashes,
@@ -80,6 +81,10 @@ fuzz_target!(|data: &[u8]| {
     for segment in decoded.split('/') {
         assert!(segment.is_empty() || !segment.bytes().all(|b| b == b'.' || b == b' '), "{raw:?} -> {fwd:?}");
     }
-    let matched = if slashes == EscapedSlashes::Keep { once.matched().replace("%2F", "\u{0}") } else { once.matched().to_string() };
+    let matched = if slashes == EscapedSlashes::Keep {
+        once.matched().replace("%2F", "\u{0}")
+    } else {
+        once.matched().to_string()
+    };
     assert_eq!(decoded, matched, "{raw:?}: the forwarded path decodes to the matched one");
 });
