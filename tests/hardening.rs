@@ -379,3 +379,37 @@ async fn metrics_can_have_their_own_listener() {
     let r = client().get(format!("http://127.0.0.1:{port}/app")).send().await.unwrap();
     assert_eq!(r.status(), 404, "and serves nothing else");
 }
+
+#[tokio::test]
+async fn websockets_keep_their_connection_slot() {
+    let e = env("max_connections = 2", "").await;
+    let t = token(&e, &["read"]);
+    let mut ws = TcpStream::connect(e.gh.addr).await.unwrap();
+    ws.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nAuthorization: Bearer {t}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = ws.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    // The spliced stream still holds one of the two slots: one more connection fits ...
+    let mut other = TcpStream::connect(e.gh.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ... and a third is turned away.
+    let mut third = TcpStream::connect(e.gh.addr).await.unwrap();
+    third.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(2)).await, "the WebSocket counts against the limit");
+    other.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = Vec::new();
+    other.read_to_end(&mut resp).await.unwrap();
+    assert!(String::from_utf8_lossy(&resp).starts_with("HTTP/1.1 200"));
+    // Closing the WebSocket gives its slot back.
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = raw::send(e.gh.addr, "GET /public/x HTTP/1.1\r\nHost: x").await;
+    assert_eq!(r.status, 200);
+}

@@ -75,6 +75,7 @@ impl Upstream {
         fwd: Forwarding,
     ) -> Result<Response<Body>, UpstreamError> {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let slot = upgrade.as_ref().and_then(|_| req.extensions_mut().remove::<ConnectionSlot>());
         let uri = if self.base_path.is_empty() {
             Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(path_and_query)
         } else {
@@ -120,6 +121,7 @@ impl Upstream {
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
+                let _slot = slot;
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok((client, upstream)) => {
                         let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
@@ -138,6 +140,11 @@ impl Upstream {
         Ok(resp.map(|b| b.map_err(|e| -> crate::body::BodyError { e.into() }).boxed_unsync()))
     }
 }
+
+/// A client connection's place under `server.max_connections`, held by whatever still uses
+/// the connection: an upgraded (WebSocket) stream keeps it until the splice ends.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
 
 /// What the upstream is told about the client connection.
 #[derive(Debug, Clone, Copy)]

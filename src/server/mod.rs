@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::{ServerConfig, TlsConfig};
+use crate::proxy::forward::ConnectionSlot;
 use crate::proxy::{self, Peer};
 use idle::{Activity, Tracked, Watched};
 
@@ -106,16 +107,17 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let timeouts = Timeouts::of(&app.config.server);
+            // Shared with any WebSocket spliced off this connection, so it keeps the slot.
+            let slot = ConnectionSlot(Arc::new(permit));
             match tls {
-                None => connection(stream, app, peer, role, &builder, timeouts, draining).await,
+                None => connection(stream, app, peer, role, &builder, timeouts, draining, slot).await,
                 Some(acceptor) => {
                     let Ok(Ok(stream)) = tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await else {
                         return;
                     };
-                    connection(stream, app, peer, role, &builder, timeouts, draining).await;
+                    connection(stream, app, peer, role, &builder, timeouts, draining, slot).await;
                 }
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -150,6 +152,7 @@ impl Timeouts {
 /// before its first request within `header_read_timeout` (this also bounds the HTTP/2
 /// preface, which hyper itself waits for forever), or no byte moved and no request in
 /// flight for `idle_timeout`. Idle connections are asked to close, then cut.
+#[allow(clippy::too_many_arguments)]
 async fn connection<I>(
     io: I,
     app: Arc<App>,
@@ -158,14 +161,18 @@ async fn connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
     mut draining: watch::Receiver<bool>,
+    slot: ConnectionSlot,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = activity.clone();
-        service_fn(move |req| {
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let in_flight = activity.request();
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(slot.clone());
+            }
             let app = app.clone();
             async move {
                 let resp = match role {
