@@ -20,10 +20,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::web_server::{self, WebServer};
 use common::{Gatehouse, Upstream, now, seen};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -47,61 +48,16 @@ const IDENTITY: [&str; 8] = [
 // ---------------------------------------------------------------------------------------
 // Caddy
 
-/// The Caddy process; killed (and its log shown, if the test failed) on drop.
-struct Caddy {
-    child: Child,
-    log: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- caddy log ----\n{}", self.log());
-        }
-    }
-}
-
-impl Caddy {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
 fn caddy_binary() -> PathBuf {
-    let bin =
-        std::env::var_os("GATEHOUSE_TEST_CADDY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CADDY));
-    assert!(
-        bin.is_file(),
-        "this test needs a real Caddy 2 at {} (Debian/Ubuntu: `apt-get install caddy`; or set GATEHOUSE_TEST_CADDY)",
-        bin.display()
-    );
-    bin
-}
-
-/// A port that was free a moment ago (Caddy binds it itself, so the listener is closed first).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    web_server::binary("GATEHOUSE_TEST_CADDY", DEFAULT_CADDY, "a real Caddy 2 (Debian/Ubuntu: `apt-get install caddy`)")
 }
 
 /// examples/caddy/Caddyfile on local ports: plain HTTP on 127.0.0.1, no admin endpoint, and
 /// the example's commented-out `copy_headers` line for the claim header switched on.
 fn caddyfile(port: u16, gatehouse: SocketAddr, app: SocketAddr) -> String {
-    fn swap(text: String, from: &str, to: &str, times: usize) -> String {
-        assert_eq!(
-            text.matches(from).count(),
-            times,
-            "examples/caddy/Caddyfile should contain `{from}` {times} time(s) (the test swaps it)"
-        );
-        text.replace(from, to)
-    }
+    let swap = |text: String, from: &str, to: &str, times: usize| {
+        web_server::swap("examples/caddy/Caddyfile", text, from, to, times)
+    };
     let mut conf = EXAMPLE.to_string();
     conf = swap(
         conf,
@@ -118,8 +74,8 @@ fn caddyfile(port: u16, gatehouse: SocketAddr, app: SocketAddr) -> String {
     conf
 }
 
-async fn start_caddy(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> Caddy {
-    let port = free_port();
+async fn start_caddy(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> WebServer {
+    let port = web_server::free_port();
     let conf = dir.join("Caddyfile");
     std::fs::write(&conf, caddyfile(port, gatehouse, app)).unwrap();
     let log = dir.join("caddy.log");
@@ -139,29 +95,10 @@ async fn start_caddy(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
         cmd
     };
 
-    // `caddy validate` first: a config error then fails the test with Caddy's own words.
-    let check = command("validate").output().expect("caddy validate runs");
-    assert!(
-        check.status.success(),
-        "Caddy rejects the config built from examples/caddy/Caddyfile:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-
     let out = std::fs::File::create(&log).unwrap();
-    let child = command("run").stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("caddy starts");
-    let mut caddy = Caddy { child, log, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = caddy.child.try_wait().unwrap() {
-            panic!("caddy exited at start ({status}):\n{}", caddy.log());
-        }
-        if tokio::net::TcpStream::connect(caddy.addr).await.is_ok() {
-            return caddy;
-        }
-        assert!(Instant::now() < deadline, "caddy did not listen on {} within 15s:\n{}", caddy.addr, caddy.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut run = command("run");
+    run.stdout(out.try_clone().unwrap()).stderr(out);
+    WebServer::start("caddy", command("validate"), run, log, port).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -14,15 +14,18 @@
 //! nginx is required, not optional: the test fails (never skips) without `/usr/sbin/nginx`
 //! (Debian: `apt-get install nginx-light`). `GATEHOUSE_TEST_NGINX` may name another binary.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::web_server::{self, WebServer};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -142,61 +145,17 @@ async fn echo(app: App, req: Request<Incoming>) -> Response<Full<Bytes>> {
 // ---------------------------------------------------------------------------------------
 // nginx
 
-/// The nginx process; killed (and its error log shown, if the test failed) on drop.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- nginx error.log ----\n{}", self.error_log());
-        }
-    }
-}
-
-impl Nginx {
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
 fn nginx_binary() -> PathBuf {
-    let bin =
-        std::env::var_os("GATEHOUSE_TEST_NGINX").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX));
-    assert!(
-        bin.is_file(),
-        "this test needs a real nginx with the auth_request module at {} \
-         (Debian/Ubuntu: `apt-get install nginx-light`; or set GATEHOUSE_TEST_NGINX)",
-        bin.display()
-    );
-    bin
-}
-
-/// A port that was free a moment ago (nginx binds it itself, so the listener is closed first).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    web_server::binary(
+        "GATEHOUSE_TEST_NGINX",
+        DEFAULT_NGINX,
+        "a real nginx with the auth_request module (Debian/Ubuntu: `apt-get install nginx-light`)",
+    )
 }
 
 /// examples/nginx.conf with its addresses replaced and the paths nginx writes moved into `dir`.
 fn nginx_conf(port: u16, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> String {
-    fn swap(text: String, from: &str, to: &str) -> String {
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "examples/nginx.conf should contain `{from}` exactly once (the test swaps it)"
-        );
-        text.replacen(from, to, 1)
-    }
+    let swap = |text: String, from: &str, to: &str| web_server::swap("examples/nginx.conf", text, from, to, 1);
     let d = dir.display();
     let mut conf = EXAMPLE.to_string();
     conf = swap(conf, "server 127.0.0.1:8080;", &format!("server {gatehouse};"));
@@ -218,8 +177,8 @@ fn nginx_conf(port: u16, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> 
     conf
 }
 
-async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> Nginx {
-    let port = free_port();
+async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> WebServer {
+    let port = web_server::free_port();
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, nginx_conf(port, gatehouse, app, dir)).unwrap();
     // One process, no workers: nothing switches to another user (so running as root needs no
@@ -240,29 +199,9 @@ async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
         cmd
     };
 
-    // `nginx -t` first: a config error then fails the test with nginx's own words.
-    let check = args(&["-t", "-q"]).output().expect("nginx -t runs");
-    assert!(
-        check.status.success(),
-        "nginx rejects the config built from examples/nginx.conf:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-
-    let child =
-        args(&[]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("nginx starts");
-    let mut nginx = Nginx { child, dir: dir.to_path_buf(), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = nginx.child.try_wait().unwrap() {
-            panic!("nginx exited at start ({status}):\n{}", nginx.error_log());
-        }
-        if tokio::net::TcpStream::connect(nginx.addr).await.is_ok() {
-            return nginx;
-        }
-        assert!(Instant::now() < deadline, "nginx did not listen on {} within 10s:\n{}", nginx.addr, nginx.error_log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut run = args(&[]);
+    run.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    WebServer::start("nginx", args(&["-t", "-q"]), run, dir.join("error.log"), port).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod web_server;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
