@@ -69,7 +69,7 @@ impl Upstream {
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-        path_and_query: &str,
+        path_and_query: http::uri::PathAndQuery,
         host: Option<HeaderValue>,
         upgrade: Option<HeaderValue>,
         fwd: Forwarding,
@@ -79,10 +79,11 @@ impl Upstream {
         let uri = if self.base_path.is_empty() {
             Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(path_and_query)
         } else {
-            Uri::builder()
-                .scheme(self.scheme.clone())
-                .authority(self.authority.clone())
-                .path_and_query(format!("{}{}", self.base_path, path_and_query))
+            Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(format!(
+                "{}{}",
+                self.base_path,
+                path_and_query.as_str()
+            ))
         }
         .build()
         .map_err(|_| UpstreamError::Unavailable)?;

@@ -106,6 +106,10 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     let principal = admit(app, host.name(), &parts.method, path.matched(), &parts.headers, log).await?;
     let upstream_host = match host.authority() {
         "" => None,
+        // The client's own Host, when it was canonical already: shared, not copied.
+        a if parts.headers.get(header::HOST).is_some_and(|h| h.as_bytes() == a.as_bytes()) => {
+            parts.headers.get(header::HOST).cloned()
+        }
         a => HeaderValue::from_str(a).ok(),
     };
 
@@ -123,14 +127,16 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     if let Ok(v) = HeaderValue::from_str(&log.request_id) {
         parts.headers.insert(respond::X_REQUEST_ID.clone(), v);
     }
+    // Unchanged, the client's target is shared with the upstream request, not copied.
     let path_and_query = match (path.is_unchanged(), parts.uri.query()) {
-        (true, _) => parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string(),
-        (false, Some(q)) => format!("{}?{q}", path.forward()),
-        (false, None) => path.forward().to_string(),
-    };
+        (true, _) => parts.uri.path_and_query().cloned(),
+        (false, Some(q)) => format!("{}?{q}", path.forward()).parse().ok(),
+        (false, None) => path.forward().parse().ok(),
+    }
+    .ok_or(crate::routes::PathError::BadEncoding)?;
     let req = Request::from_parts(parts, body);
     let fwd = forward::Forwarding { peer, client_ip: log.client_ip };
-    Ok(app.upstream.forward(req, &path_and_query, upstream_host, upgrade, fwd).await?)
+    Ok(app.upstream.forward(req, path_and_query, upstream_host, upgrade, fwd).await?)
 }
 
 /// Stages 3 and 4, the one admission decision for the proxy and forward-auth alike: the

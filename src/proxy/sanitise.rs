@@ -71,10 +71,8 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 pub fn request(headers: &mut HeaderMap, config: &HeadersConfig, trusted_peer: bool) -> usize {
     remove_hop_by_hop(headers);
     let stripped = inject::strip(headers, config);
-    remove_spellings(headers, &METHOD_OVERRIDES);
-    if !trusted_peer {
-        remove_spellings(headers, &FORWARDING);
-    }
+    let lists: &[&[HeaderName]] = if trusted_peer { &[&METHOD_OVERRIDES] } else { &[&METHOD_OVERRIDES, &FORWARDING] };
+    remove_spellings(headers, lists);
     stripped
 }
 
@@ -97,25 +95,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes each of `names` and its `_` spellings (CGI, WSGI and PHP read `X_Real_IP` as
-/// `X-Real-IP`).
-fn remove_spellings(headers: &mut HeaderMap, names: &[HeaderName]) {
-    for name in names {
-        headers.remove(name);
-    }
-    if headers.keys().any(|k| k.as_str().contains('_')) {
-        let underscored: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().contains('_'))
-            .filter(|k| {
-                let dashed = k.as_str().replace('_', "-");
-                names.iter().any(|n| n.as_str() == dashed)
-            })
-            .cloned()
-            .collect();
-        for k in underscored {
-            headers.remove(k);
+/// Removes every header named in `lists`, and its `_` spellings (CGI, WSGI and PHP read
+/// `X_Real_IP` as `X-Real-IP`). One pass over the request's few headers: most are standard
+/// names, which compare against these custom ones without looking at their bytes.
+fn remove_spellings(headers: &mut HeaderMap, lists: &[&[HeaderName]]) {
+    let listed = |name: &str| lists.iter().any(|l| l.iter().any(|n| n.as_str() == name));
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for key in headers.keys() {
+        let hit = if key.as_str().contains('_') {
+            listed(&key.as_str().replace('_', "-"))
+        } else {
+            lists.iter().any(|l| l.contains(key))
+        };
+        if hit {
+            doomed.push(key.clone());
         }
+    }
+    for key in doomed {
+        headers.remove(key);
     }
 }
 
