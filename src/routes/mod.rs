@@ -210,7 +210,7 @@ fn folded_prefix(path: &str, prefix: &str) -> bool {
     let mut segments = path.split('/').skip(1);
     for want in prefix.split('/').skip(1) {
         match segments.next() {
-            Some(seg) if fold_eq(seg.trim_end_matches(['.', ' ']), want) => {}
+            Some(seg) if fold_eq(seg.trim_end_matches(['.', ' ']), want.trim_end_matches(['.', ' '])) => {}
             _ => return false,
         }
     }
@@ -293,6 +293,10 @@ mod tests {
         {
             assert_eq!(perms(t.access("a.com", &Method::GET, path)), ["admin"], "{path}");
         }
+        // A prefix whose segment ends in a dot still matches itself.
+        let dotted = RouteTable::compile(vec![spec("*", "/v1./", &[], auth(&["v"]))], RoutingPolicy::default());
+        assert_eq!(perms(dotted.access("a", &Method::GET, "/v1./x")), ["v"]);
+        assert_eq!(perms(dotted.access("a", &Method::GET, "/V1/x")), ["v"]);
         // Kelvin sign lowercases to `k`.
         let k = RouteTable::compile(vec![spec("*", "/kube/", &[], auth(&["k"]))], RoutingPolicy::default());
         assert_eq!(perms(k.access("a", &Method::GET, "/\u{212A}ube/x")), ["k"]);
