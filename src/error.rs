@@ -59,6 +59,9 @@ pub enum RequestError {
     /// The route exists, but no rule for it allows this method.
     #[error("no rule for this route allows the {method} method")]
     RouteMethod { method: http::Method, allow: Vec<http::Method> },
+    /// The request (its body, for the auth API) did not arrive in time.
+    #[error("the request took too long to arrive")]
+    Timeout,
     /// A request head larger than `server.max_header_bytes`.
     #[error("the request headers are too large")]
     HeadersTooLarge,
@@ -243,6 +246,7 @@ impl Error {
             Error::Request(RequestError::Host(_)) => "invalid_host",
             Error::Request(RequestError::RouteMethod { .. }) => "method_not_allowed",
             Error::Request(RequestError::HeadersTooLarge) => "headers_too_large",
+            Error::Request(RequestError::Timeout) => "request_timeout",
             Error::Request(RequestError::BadHeader(_)) => "invalid_header",
             Error::Request(RequestError::NotFound) => "not_found",
             Error::Request(RequestError::MethodNotAllowed) => "method_not_allowed",
@@ -280,6 +284,7 @@ impl Error {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             Error::Request(RequestError::HeadersTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::Request(RequestError::Timeout) => StatusCode::REQUEST_TIMEOUT,
             Error::Request(_) => StatusCode::BAD_REQUEST,
             Error::Upstream(UpstreamError::Unavailable) => StatusCode::BAD_GATEWAY,
             Error::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -318,6 +323,7 @@ impl Error {
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             StatusCode::CONFLICT => "conflict",
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
             _ => "error",

@@ -124,6 +124,13 @@ const CASES: &[(&str, &str, &str, Who, Want)] = &[
     ("GET", "/%61dmin/users", HOST, Reader, Forbidden),
     ("GET", "/%41DMIN/users", HOST, Reader, Forbidden),
     ("GET", "/adm%C4%B1n/users", HOST, Reader, Forbidden),
+    ("GET", "/adm%C4%B0n/users", HOST, Reader, Forbidden),
+    ("GET", "/%EF%BD%81dmin/users", HOST, Reader, Forbidden),
+    ("GET", "/%EF%BC%A1DMIN", HOST, Reader, Forbidden),
+    // Format suffixes: Rails and Spring serve `/admin.json` from the `/admin` handler.
+    ("GET", "/admin.json", HOST, Reader, Forbidden),
+    ("GET", "/ADMIN.xml/users", HOST, Reader, Forbidden),
+    ("GET", "/public.json", HOST, Anonymous, Unauthorized),
     ("GET", "/ADMIN/users", HOST, Anonymous, Unauthorized),
     // ... while a public one opens only its own spelling.
     ("GET", "/PUBLIC/x", HOST, Anonymous, Unauthorized),

@@ -413,3 +413,159 @@ async fn websockets_keep_their_connection_slot() {
     let r = raw::send(e.gh.addr, "GET /public/x HTTP/1.1\r\nHost: x").await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn http2_connections_idle_between_requests_are_closed_despite_pings() {
+    let e = env("max_connections = 1\nheader_read_timeout = \"500ms\"\nidle_timeout = \"1s\"", "").await;
+    // wait_ready's keep-alive connection holds the one slot until hyper's header timer ends it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tcp = TcpStream::connect(e.gh.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_while_idle(true)
+        .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get("http://x/public/x").body(http_body_util::Empty::new()).unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // PINGs every 300 ms, no request: the connection is still idle and gives its slot back.
+    let ended = tokio::time::timeout(Duration::from_secs(6), driver).await;
+    assert!(ended.is_ok(), "the server closed the idle HTTP/2 connection");
+    let r = raw::send(e.gh.addr, "GET /public/x HTTP/1.1\r\nHost: x").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn descriptors_of_url_method_and_host_never_pass_from_any_peer() {
+    for server in ["", "trusted_proxies = [\"127.0.0.1\"]"] {
+        let e = env(server, "").await;
+        let r = raw::send(
+            e.gh.addr,
+            "GET /public/x HTTP/1.1\r\nHost: app\r\nX-Original-URL: /admin/users\r\nX-Rewrite-URL: /admin/users\r\n\
+             X-Original-URI: /admin\r\nX-Forwarded-Uri: /admin\r\nX-Forwarded-Path: /admin\r\nX-Original-Method: DELETE\r\n\
+             X-Forwarded-Method: DELETE\r\nX-Envoy-Original-Path: /admin\r\nX_Original_URL: /admin\r\n\
+             X-Forwarded-Host: admin.example.com",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{server}");
+        let echo = r.json();
+        for h in [
+            "x-original-url",
+            "x-rewrite-url",
+            "x-original-uri",
+            "x-forwarded-uri",
+            "x-forwarded-path",
+            "x-original-method",
+            "x-forwarded-method",
+            "x-envoy-original-path",
+            "x_original_url",
+        ] {
+            assert!(seen(&echo, h).is_empty(), "{server}: {h} reached the upstream");
+        }
+        assert_eq!(seen(&echo, "x-forwarded-host"), ["app"], "{server}: the host that was matched");
+    }
+}
+
+#[tokio::test]
+async fn other_proxies_identity_and_forwarding_headers_never_pass_from_clients() {
+    let e = env("", "").await;
+    let spoofed = [
+        "X-Forwarded-User: admin",
+        "X-Forwarded-Email: root@corp",
+        "X-Forwarded-Groups: admins",
+        "X-Forwarded-Preferred-Username: admin",
+        "X-Forwarded-Access-Token: t",
+        "X-Forwarded-Tls-Client-Cert: MIIB",
+        "X-Forwarded: for=1.2.3.4",
+        "Forwarded-For: 1.2.3.4",
+        "Client-IP: 10.0.0.1",
+        "Remote-User: admin",
+        "X-Remote-User: admin",
+        "X-WEBAUTH-USER: admin",
+        "X-Auth-Request-User: admin",
+        "X-Auth-Request-Email: root@corp",
+        "X-MS-CLIENT-PRINCIPAL-NAME: admin",
+        "X-Goog-Authenticated-User-Email: accounts.google.com:root@corp",
+        "X-Amzn-Oidc-Identity: admin",
+        "X-SSL-Client-Verify: SUCCESS",
+        "X-Arr-ClientCert: MIIB",
+        "X-Scheme: https",
+        "X_Forwarded_User: admin",
+    ];
+    let r = raw::send(e.gh.addr, &format!("GET /public/x HTTP/1.1\r\nHost: app\r\n{}", spoofed.join("\r\n"))).await;
+    assert_eq!(r.status, 200);
+    let echo = r.json();
+    for h in spoofed {
+        let name = h.split(':').next().unwrap().to_ascii_lowercase();
+        assert!(seen(&echo, &name).is_empty(), "{name} reached the upstream");
+    }
+}
+
+#[tokio::test]
+async fn forward_auth_refuses_method_overrides() {
+    let e = env("", "").await;
+    let t = token(&e, &["read"]);
+    for name in ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X_HTTP_Method_Override"] {
+        let r = raw::send(
+            e.gh.addr,
+            &format!(
+                "GET /verify HTTP/1.1\r\nHost: gh\r\nX-Forwarded-Method: POST\r\nX-Forwarded-Uri: /public/x\r\n\
+                 X-Forwarded-Host: app\r\nAuthorization: Bearer {t}\r\n{name}: DELETE"
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_ignored_credential_is_not_forwarded() {
+    let e = env("", "[headers]\nforward_authorization = true").await;
+    let r =
+        raw::send(e.gh.addr, "GET /public/x HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer forged.token.here").await;
+    assert_eq!(r.status, 200);
+    assert!(seen(&r.json(), "authorization").is_empty(), "a refused credential never reaches the app");
+    let t = token(&e, &["read"]);
+    let r = raw::send(e.gh.addr, &format!("GET /public/x HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {t}")).await;
+    assert_eq!(seen(&r.json(), "authorization"), [format!("Bearer {t}")], "an accepted one does, when configured");
+}
+
+#[tokio::test]
+async fn config_refuses_framing_headers_wildcards_and_bad_timeouts() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:1\"\n";
+    for (extra, key) in [
+        ("[headers]\nclaims = { x = \"Content-Length\" }\n", "headers"),
+        ("[headers]\nuser_id = \"X-Forwarded-User\"\n", "headers"),
+        ("[headers]\nrole = \"Transfer-Encoding\"\n", "headers"),
+        ("[[routes]]\npath = \"/admin/*\"\n", "routes[0].path"),
+        ("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout"),
+        ("[server]\nheader_read_timeout = \"200000000000000d\"\n", "server.header_read_timeout"),
+    ] {
+        let err = gatehouse::Config::from_toml(&format!("{base}{extra}"), Vec::new()).unwrap_err();
+        assert!(err.problems.iter().any(|p| p.key == key), "{extra}: {err}");
+    }
+    // Stripping another proxy's header is fine.
+    gatehouse::Config::from_toml(&format!("{base}[headers]\nstrip = [\"X-Forwarded-User\"]\n"), Vec::new()).unwrap();
+}
+
+#[tokio::test]
+async fn auth_api_bodies_that_never_arrive_time_out() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Sqlite.fresh().await;
+    let text = accounts_config(&upstream, &store, "request_timeout = \"500ms\"");
+    let gh = Gatehouse::start(&text).await;
+    gh.wait_ready().await;
+    let mut s = TcpStream::connect(gh.addr).await.unwrap();
+    s.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("answered in time").unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("request_timeout"), "{head}");
+}

@@ -120,6 +120,8 @@ pub struct AccountsConfig {
     /// Password hashes computed at once (each holds ~19 MiB).
     pub hash_concurrency: usize,
     pub max_body_bytes: usize,
+    /// The most an auth-API request may take, its body included (408 after that).
+    pub request_timeout: Duration,
     /// Users of this role may manage OAuth2 clients through the API.
     pub admin_role: String,
     /// How long an email verification link works.
@@ -441,6 +443,16 @@ impl Validator {
         }
     }
 
+    /// A timeout: more than zero and at most a day (a zero one would spin, a huge one overflow).
+    fn timeout(&mut self, key: &str, value: &Option<String>, default: Duration) -> Duration {
+        let d = self.duration(key, value, default);
+        if d.is_zero() || d > Duration::from_secs(86_400) {
+            self.problem(key, "must be more than zero and at most 1d");
+            return default;
+        }
+        d
+    }
+
     fn positive(&mut self, key: &str, value: Option<i64>, default: u64, max: u64) -> u64 {
         match value {
             None => default,
@@ -608,6 +620,7 @@ impl Validator {
                 1024,
             ) as usize,
             max_body_bytes: self.positive("accounts.max_body_bytes", raw.max_body_bytes, 64 * 1024, 1 << 20) as usize,
+            request_timeout: self.timeout("accounts.request_timeout", &raw.request_timeout, Duration::from_secs(30)),
             admin_role: raw.admin_role.clone().unwrap_or_else(|| "admin".into()),
             verify_ttl: self.duration("accounts.verify_ttl", &raw.verify_ttl, Duration::from_secs(86_400)),
             verify_url: raw.verify_url.clone(),
@@ -744,13 +757,13 @@ impl Validator {
             trusted_proxies: trusted,
             tls,
             max_connections: self.positive("server.max_connections", raw.max_connections, 10_000, 1_000_000) as usize,
-            header_read_timeout: self.duration(
+            header_read_timeout: self.timeout(
                 "server.header_read_timeout",
                 &raw.header_read_timeout,
                 Duration::from_secs(10),
             ),
-            idle_timeout: self.duration("server.idle_timeout", &raw.idle_timeout, Duration::from_secs(60)),
-            shutdown_grace: self.duration("server.shutdown_grace", &raw.shutdown_grace, Duration::from_secs(30)),
+            idle_timeout: self.timeout("server.idle_timeout", &raw.idle_timeout, Duration::from_secs(60)),
+            shutdown_grace: self.timeout("server.shutdown_grace", &raw.shutdown_grace, Duration::from_secs(30)),
             max_header_count: self.positive("server.max_header_count", raw.max_header_count, 100, 1000) as usize,
             // hyper's read buffer cannot be smaller than 8 KiB.
             max_header_bytes: match raw.max_header_bytes {
@@ -760,7 +773,7 @@ impl Validator {
                 }
                 n => n.unwrap_or(64 * 1024) as usize,
             },
-            handshake_timeout: self.duration(
+            handshake_timeout: self.timeout(
                 "server.handshake_timeout",
                 &raw.handshake_timeout,
                 Duration::from_secs(10),
@@ -796,12 +809,8 @@ impl Validator {
         };
         Some(UpstreamConfig {
             url: url?,
-            connect_timeout: self.duration("upstream.connect_timeout", &raw.connect_timeout, Duration::from_secs(5)),
-            response_timeout: self.duration(
-                "upstream.response_timeout",
-                &raw.response_timeout,
-                Duration::from_secs(60),
-            ),
+            connect_timeout: self.timeout("upstream.connect_timeout", &raw.connect_timeout, Duration::from_secs(5)),
+            response_timeout: self.timeout("upstream.response_timeout", &raw.response_timeout, Duration::from_secs(60)),
             pool_idle_timeout: self.duration(
                 "upstream.pool_idle_timeout",
                 &raw.pool_idle_timeout,
@@ -1064,7 +1073,10 @@ impl Validator {
                 self.problem(key("path"), "is required (a path prefix such as `/` or `/api/`)");
                 continue;
             };
-            let path = if !path.starts_with('/') {
+            let path = if path.contains('*') {
+                self.problem(key("path"), format!("`{path}`: a path is a literal prefix (`/admin/` covers everything below it); `*` is not a wildcard"));
+                path
+            } else if !path.starts_with('/') {
                 self.problem(key("path"), format!("`{path}` must start with `/`"));
                 path
             } else {
@@ -1143,9 +1155,27 @@ impl Validator {
                 reserved.push(h);
             }
         }
-        for danger in [http::header::AUTHORIZATION, http::header::HOST, http::header::COOKIE] {
-            if reserved.contains(&danger) {
-                self.problem("headers", format!("`{danger}` cannot be used as an identity header"));
+        // Headers that frame, route or describe the request: a token's claim must never set them.
+        let framing = [
+            "authorization",
+            "host",
+            "cookie",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "te",
+            "trailer",
+            "keep-alive",
+            "proxy-authorization",
+            "forwarded",
+            "x-real-ip",
+            "x-request-id",
+        ];
+        for name in &identity {
+            if framing.contains(&name.as_str()) || name.as_str().starts_with("x-forwarded-") {
+                self.problem("headers", format!("`{name}` cannot be used as an identity header"));
             }
         }
         reserved.sort_by(|a, b| a.as_str().cmp(b.as_str()));

@@ -195,6 +195,7 @@ pub struct RawAccounts {
     pub mail_outbox: Option<String>,
     pub hash_concurrency: Option<i64>,
     pub max_body_bytes: Option<i64>,
+    pub request_timeout: Option<String>,
     pub admin_role: Option<String>,
     pub verify_ttl: Option<String>,
     pub verify_url: Option<String>,

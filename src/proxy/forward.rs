@@ -184,9 +184,10 @@ pub fn upgrade_protocol<B>(req: &Request<B>, allowed: &[String]) -> Option<Heade
     (allowed && method_ok).then(|| value.clone())
 }
 
-/// `X-Forwarded-For` gets the peer appended when the peer is a trusted proxy; from anyone
-/// else (whose forwarding headers `sanitise` removed) the headers are Gatehouse's own.
-/// `X-Real-IP` is always the client address Gatehouse settled on.
+/// `X-Forwarded-For` gets the peer appended when the peer is a trusted proxy (whose
+/// `X-Forwarded-Proto` stands); from anyone else (whose forwarding headers `sanitise`
+/// removed) they are Gatehouse's own. `X-Forwarded-Host` is always the canonical host that was
+/// matched and `X-Real-IP` the client address Gatehouse settled on.
 fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarding, host: Option<&HeaderValue>) {
     let peer = fwd.peer;
     let peer_ip = peer.addr.ip().to_canonical();
@@ -205,19 +206,16 @@ fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarding, host: Option<&HeaderV
         if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO.clone(), proto(peer));
         }
-        if !headers.contains_key(&X_FORWARDED_HOST)
-            && let Some(h) = host
-        {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
     } else {
         headers.insert(X_FORWARDED_FOR.clone(), ip_value(peer_ip));
         headers.insert(X_FORWARDED_PROTO.clone(), proto(peer));
-        match host {
-            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
     }
+    // The host the rule was matched for, whoever the peer: apps that route by
+    // X-Forwarded-Host must see that one and no other.
+    match host {
+        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
     headers.insert(X_REAL_IP.clone(), ip_value(fwd.client_ip));
 }
 

@@ -101,6 +101,11 @@ pub async fn verify<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Resp
 }
 
 async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
+    if sanitise::has_method_override(req.headers()) {
+        // The web server passes it on to the app, which would run another method than the
+        // one judged here.
+        return Err(RequestError::BadHeader("method override headers (X-HTTP-Method-Override ...) are refused").into());
+    }
     let original = original(req, app.config.forward_auth.headers, &app.config.routes)?;
     log.path = Some(original.path.clone());
     log.method = original.method.clone();

@@ -82,9 +82,12 @@ async fn accounts(app: &Arc<App>, req: Request<Incoming>, log: &AccessLog) -> Re
     use tower::ServiceExt;
     let mut req = req.map(axum::body::Body::new);
     req.extensions_mut().insert(crate::api::extract::ClientIp(log.client_ip));
-    let resp = match crate::api::accounts_router(app.clone()).oneshot(req).await {
-        Ok(resp) => resp,
-        Err(never) => match never {},
+    // A body that never arrives must not hold a hashing slot or a connection forever.
+    let call = crate::api::accounts_router(app.clone()).oneshot(req);
+    let resp = match tokio::time::timeout(app.config.accounts.request_timeout, call).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(never)) => match never {},
+        Err(_) => return Error::from(RequestError::Timeout).to_response(),
     };
     crate::api::extract::into_body(resp)
 }
@@ -116,11 +119,12 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     if let Some(p) = &principal {
         inject::inject(&mut parts.headers, p, headers_cfg);
     }
-    if !headers_cfg.forward_authorization {
+    // A credential that was not accepted (ignored on a public route) is never passed on.
+    if !headers_cfg.forward_authorization || principal.is_none() {
         parts.headers.remove(header::AUTHORIZATION);
     }
     if let Some(keys) = &app.auth.keys
-        && !app.config.api_keys.forward_header
+        && (!app.config.api_keys.forward_header || principal.is_none())
     {
         parts.headers.remove(keys.header());
     }

@@ -23,47 +23,56 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Headers an upstream reads as the client's address, scheme, host, port, prefix or
-/// original URL. Only a trusted proxy may state them; Gatehouse sets its own.
-const FORWARDING: [HeaderName; 30] = [
-    HeaderName::from_static("forwarded"),
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-protocol"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-server"),
-    HeaderName::from_static("x-forwarded-ssl"),
-    HeaderName::from_static("x-forwarded-scheme"),
-    HeaderName::from_static("x-forwarded-path"),
-    HeaderName::from_static("x-forwarded-uri"),
-    HeaderName::from_static("x-forwarded-method"),
-    HeaderName::from_static("x-forwarded-client-cert"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-client-ip"),
-    HeaderName::from_static("true-client-ip"),
-    HeaderName::from_static("cf-connecting-ip"),
-    HeaderName::from_static("fastly-client-ip"),
-    HeaderName::from_static("x-cluster-client-ip"),
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-original-uri"),
-    HeaderName::from_static("x-original-method"),
-    HeaderName::from_static("x-original-host"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-host"),
-    HeaderName::from_static("x-url-scheme"),
-    HeaderName::from_static("front-end-https"),
-    HeaderName::from_static("x-envoy-original-path"),
-    HeaderName::from_static("x-envoy-external-address"),
+/// Headers apps take as the request's real URL or method (IIS URL Rewrite, ASP.NET, Laminas,
+/// Express method-override, Symfony, Laravel, Spring's filter). Gatehouse matched the rule on
+/// the request line, so they go, whoever the peer.
+const ALWAYS: [&str; 11] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-method",
+    "x-envoy-original-path",
 ];
 
-/// Headers frameworks (Express method-override, Symfony, Laravel, Spring's filter) take as
-/// the real method: the route was checked against the request line's method, so they go.
-const METHOD_OVERRIDES: [HeaderName; 3] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
+/// Headers an upstream reads as the client's address, scheme, host, port, prefix or
+/// certificate, or as an identity another auth proxy vouched for (oauth2-proxy, Authelia,
+/// Azure, Google IAP, AWS ALB). Only a trusted proxy may state them; Gatehouse sets its own.
+const UNTRUSTED_PREFIXES: [&str; 7] = [
+    "x-forwarded",
+    "x-envoy-",
+    "x-auth-request-",
+    "x-ms-client-principal",
+    "x-goog-authenticated-user-",
+    "x-amzn-oidc-",
+    "x-ssl-client-",
+];
+
+const UNTRUSTED: [&str; 19] = [
+    "forwarded",
+    "forwarded-for",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-original-host",
+    "x-host",
+    "x-url-scheme",
+    "x-scheme",
+    "front-end-https",
+    "x-arr-ssl",
+    "x-arr-clientcert",
+    "remote-user",
+    "x-remote-user",
+    "x-webauth-user",
 ];
 
 /// Sanitises a client request's headers in place. Returns how many identity headers were
@@ -71,9 +80,35 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 pub fn request(headers: &mut HeaderMap, config: &HeadersConfig, trusted_peer: bool) -> usize {
     remove_hop_by_hop(headers);
     let stripped = inject::strip(headers, config);
-    let lists: &[&[HeaderName]] = if trusted_peer { &[&METHOD_OVERRIDES] } else { &[&METHOD_OVERRIDES, &FORWARDING] };
-    remove_spellings(headers, lists);
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| is_doomed(k.as_str(), trusted_peer)).cloned().collect();
+    for key in doomed {
+        headers.remove(key);
+    }
     stripped
+}
+
+/// Whether a client's header must go, in any spelling: `_` for `-` too, since CGI, WSGI and
+/// PHP read `X_Real_IP` as `X-Real-IP`.
+fn is_doomed(name: &str, trusted_peer: bool) -> bool {
+    // Most request headers are standard ones (host, accept, user-agent ...): none of these.
+    if !(name.starts_with(['x', 'f', 'c', 't', 'r'])) {
+        return false;
+    }
+    let dashed;
+    let name = if name.contains('_') {
+        dashed = name.replace('_', "-");
+        dashed.as_str()
+    } else {
+        name
+    };
+    ALWAYS.contains(&name)
+        || (!trusted_peer && (UNTRUSTED.contains(&name) || UNTRUSTED_PREFIXES.iter().any(|p| name.starts_with(p))))
+}
+
+/// Whether a request carries a header that asks the app to use another method than the
+/// request line's. Forward-auth cannot remove it from what the web server forwards, so it refuses.
+pub fn has_method_override(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| ALWAYS[..3].contains(&k.as_str().replace('_', "-").as_str()))
 }
 
 /// Drops hop-by-hop headers, including every header named in `Connection`.
@@ -92,27 +127,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
-    }
-}
-
-/// Removes every header named in `lists`, and its `_` spellings (CGI, WSGI and PHP read
-/// `X_Real_IP` as `X-Real-IP`). One pass over the request's few headers: most are standard
-/// names, which compare against these custom ones without looking at their bytes.
-fn remove_spellings(headers: &mut HeaderMap, lists: &[&[HeaderName]]) {
-    let listed = |name: &str| lists.iter().any(|l| l.iter().any(|n| n.as_str() == name));
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for key in headers.keys() {
-        let hit = if key.as_str().contains('_') {
-            listed(&key.as_str().replace('_', "-"))
-        } else {
-            lists.iter().any(|l| l.contains(key))
-        };
-        if hit {
-            doomed.push(key.clone());
-        }
-    }
-    for key in doomed {
-        headers.remove(key);
     }
 }
 
@@ -147,21 +161,35 @@ mod tests {
     #[test]
     fn untrusted_forwarding_headers_and_overrides_go() {
         let cfg = crate::config::Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n", Vec::new()).unwrap();
+        let fill = |h: &mut HeaderMap| {
+            for name in ALWAYS.iter().chain(&UNTRUSTED) {
+                h.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            }
+            for p in UNTRUSTED_PREFIXES {
+                h.insert(
+                    HeaderName::from_bytes(format!("{p}anything").as_bytes()).unwrap(),
+                    HeaderValue::from_static("x"),
+                );
+            }
+            h.insert("x-forwarded-user", HeaderValue::from_static("admin"));
+            h.insert("x_real_ip", HeaderValue::from_static("1.2.3.4"));
+            h.insert("x_http_method_override", HeaderValue::from_static("DELETE"));
+            h.insert("x_original_url", HeaderValue::from_static("/admin"));
+            h.insert("x-app", HeaderValue::from_static("keep"));
+        };
         let mut h = HeaderMap::new();
-        for name in FORWARDING.iter().chain(&METHOD_OVERRIDES) {
-            h.insert(name.clone(), HeaderValue::from_static("x"));
-        }
-        h.insert("x_real_ip", HeaderValue::from_static("1.2.3.4"));
-        h.insert("x_http_method_override", HeaderValue::from_static("DELETE"));
-        h.insert("x-app", HeaderValue::from_static("keep"));
+        fill(&mut h);
         request(&mut h, &cfg.headers, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-app"]);
 
         let mut h = HeaderMap::new();
-        h.insert("x-real-ip", HeaderValue::from_static("1.2.3.4"));
-        h.insert("x-http-method-override", HeaderValue::from_static("DELETE"));
+        fill(&mut h);
         request(&mut h, &cfg.headers, true);
-        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-real-ip"], "a trusted proxy's stay");
+        assert!(h.contains_key("x-real-ip") && h.contains_key("x-forwarded-user"), "a trusted proxy's stay");
+        for gone in ALWAYS {
+            assert!(!h.contains_key(gone), "{gone} goes whoever sends it");
+        }
+        assert!(!h.contains_key("x_original_url") && !h.contains_key("x_http_method_override"));
     }
 
     #[test]

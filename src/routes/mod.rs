@@ -204,38 +204,49 @@ impl Rule {
 }
 
 /// Whether `path` lies under `prefix`, segment by segment, as the most lenient upstream
-/// would read it: case-insensitive (also across Unicode case mappings such as `ı`/`I` and
-/// `K`/`k` (Kelvin)), with trailing dots and spaces of a segment ignored (Windows).
+/// would read it: case-insensitive (also across Unicode case mappings such as `ı`/`I`, `İ`/`i`,
+/// `K`/`k` (Kelvin), and fullwidth forms such as `ａ`), with trailing dots and spaces ignored
+/// (Windows) and a format suffix allowed (`users.json` is `users` to Rails and Spring).
 fn folded_prefix(path: &str, prefix: &str) -> bool {
     let mut segments = path.split('/').skip(1);
     for want in prefix.split('/').skip(1) {
         match segments.next() {
-            Some(seg) if fold_eq(seg.trim_end_matches(['.', ' ']), want.trim_end_matches(['.', ' '])) => {}
+            Some(seg) if segment_matches(seg, want.trim_end_matches(['.', ' '])) => {}
             _ => return false,
         }
     }
     true
 }
 
-fn fold_eq(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        return a.eq_ignore_ascii_case(b);
-    }
-    let mut a = a.chars();
-    let mut b = b.chars();
-    loop {
-        match (a.next(), b.next()) {
-            (None, None) => return true,
-            (Some(x), Some(y)) if x == y || chars_fold_eq(x, y) => {}
+fn segment_matches(seg: &str, want: &str) -> bool {
+    let mut chars = seg.chars();
+    for w in want.chars() {
+        match chars.next() {
+            Some(c) if c == w || chars_fold_eq(c, w) => {}
             _ => return false,
         }
     }
+    let rest = chars.as_str();
+    rest.is_empty() || rest.starts_with('.') || rest.bytes().all(|b| b == b' ' || b == b'.')
 }
 
 fn chars_fold_eq(x: char, y: char) -> bool {
-    let lower_eq = x.to_lowercase().eq(y.to_lowercase());
-    let upper_eq = x.to_uppercase().eq(y.to_uppercase());
-    lower_eq || upper_eq
+    let (x, y) = (unwiden(x), unwiden(y));
+    if x.is_ascii() && y.is_ascii() {
+        return x.eq_ignore_ascii_case(&y);
+    }
+    // Java's and .NET's simple mappings take only the first char (`İ` -> `i`).
+    x.to_lowercase().eq(y.to_lowercase())
+        || x.to_uppercase().eq(y.to_uppercase())
+        || x.to_lowercase().next() == y.to_lowercase().next()
+}
+
+/// Fullwidth ASCII (U+FF01..U+FF5E), which NFKC and Windows best-fit turn into ASCII.
+fn unwiden(c: char) -> char {
+    match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    }
 }
 
 #[cfg(test)]
@@ -289,8 +300,20 @@ mod tests {
     #[test]
     fn protected_prefixes_cover_every_spelling_public_ones_only_their_own() {
         let t = table(RoutingPolicy::default());
-        for path in ["/ADMIN/users", "/Admin/users", "/aDmIn", "/admin./users", "/admin ./users", "/adm\u{131}n/users"]
-        {
+        for path in [
+            "/ADMIN/users",
+            "/Admin/users",
+            "/aDmIn",
+            "/admin./users",
+            "/admin ./users",
+            "/adm\u{131}n/users",
+            "/adm\u{130}n/users",
+            "/\u{FF41}dmin/users",
+            "/\u{FF21}DMIN",
+            "/ADMIN.json",
+            "/admin.json/x",
+            "/admin .",
+        ] {
             assert_eq!(perms(t.access("a.com", &Method::GET, path)), ["admin"], "{path}");
         }
         // A prefix whose segment ends in a dot still matches itself.
@@ -300,7 +323,7 @@ mod tests {
         // Kelvin sign lowercases to `k`.
         let k = RouteTable::compile(vec![spec("*", "/kube/", &[], auth(&["k"]))], RoutingPolicy::default());
         assert_eq!(perms(k.access("a", &Method::GET, "/\u{212A}ube/x")), ["k"]);
-        for path in ["/PUBLIC/x", "/Public/x", "/public./x"] {
+        for path in ["/PUBLIC/x", "/Public/x", "/public./x", "/public.json"] {
             assert_eq!(perms(t.access("a.com", &Method::GET, path)), Vec::<&str>::new(), "{path}");
         }
     }

@@ -1,6 +1,6 @@
-//! Connection liveness: a wrapper that notes every byte a connection moves, a guard per
-//! request in flight (held until its response body is done), and the rule that decides
-//! when a connection holding a slot is idle and must give it back.
+//! Connection liveness: a guard per request in flight (held until its response body is
+//! done) and a count of requests, from which the server decides when a connection holding a
+//! slot is idle and must give it back. Bytes do not count: HTTP/2 PINGs move bytes forever.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,21 +8,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What the watchdog of one connection reads. Only that connection's task writes it.
 #[derive(Debug, Default)]
 pub struct Activity {
-    /// Bumped by every read or write that moved bytes.
-    moved: AtomicU64,
+    /// Requests that reached the service.
+    requests: AtomicU64,
     in_flight: AtomicUsize,
     /// Whether any request has reached the service yet.
     started: AtomicBool,
 }
 
 impl Activity {
-    pub fn moved(&self) -> u64 {
-        self.moved.load(Ordering::Relaxed)
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     pub fn busy(&self) -> bool {
@@ -36,12 +35,9 @@ impl Activity {
     /// A request reached the service; the connection is busy until the guard is dropped.
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.started.store(true, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
-    }
-
-    fn touch(&self) {
-        self.moved.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -51,63 +47,6 @@ pub struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A connection's stream, counting the reads and writes that move bytes.
-pub struct Watched<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T> Watched<T> {
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Watched { inner, activity }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        res
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

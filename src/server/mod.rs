@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::config::{ServerConfig, TlsConfig};
 use crate::proxy::forward::ConnectionSlot;
 use crate::proxy::{self, Peer};
-use idle::{Activity, Tracked, Watched};
+use idle::{Activity, Tracked};
 
 /// Which endpoints a listener answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,10 +148,10 @@ impl Timeouts {
     }
 }
 
-/// Serves one connection until it ends, the server drains, or it sits idle: nothing sent
-/// before its first request within `header_read_timeout` (this also bounds the HTTP/2
-/// preface, which hyper itself waits for forever), or no byte moved and no request in
-/// flight for `idle_timeout`. Idle connections are asked to close, then cut.
+/// Serves one connection until it ends, the server drains, or it sits idle: no request
+/// within `header_read_timeout` of the start (this also bounds the HTTP/2 preface, which
+/// hyper itself waits for forever), or no request in flight and none new for
+/// `idle_timeout`. Idle connections are asked to close, then cut.
 #[allow(clippy::too_many_arguments)]
 async fn connection<I>(
     io: I,
@@ -183,10 +183,10 @@ async fn connection<I>(
             }
         })
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Watched::new(io, activity.clone())), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = false;
-    let mut seen = activity.moved();
+    let mut seen = activity.requests();
     let mut deadline = Instant::now() + timeouts.first_request;
     if *draining.borrow() {
         conn.as_mut().graceful_shutdown();
@@ -202,14 +202,11 @@ async fn connection<I>(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
-                let moved = activity.moved();
-                let idle = if activity.started() {
-                    !activity.busy() && moved == seen
-                } else {
-                    // Bytes trickling in without ever making a request are no excuse.
-                    true
-                };
-                seen = moved;
+                let requests = activity.requests();
+                // Before the first request any byte trickling in is no excuse; after it, only
+                // a request is (HTTP/2 PINGs and keep-alive chatter are not).
+                let idle = activity.started() && !activity.busy() && requests == seen || !activity.started();
+                seen = requests;
                 if !idle {
                     deadline = Instant::now() + timeouts.idle;
                 } else if !closing {
