@@ -238,6 +238,9 @@ async fn host_and_target_must_agree() {
         let r = raw::send(e.gh.addr, head).await;
         assert_eq!(r.status, 400, "{head}");
     }
+    // HTTP/1.0 without any host, while host rules exist: refused, never matched as "any host".
+    let r = raw::send(e.gh.addr, &format!("GET /x HTTP/1.0\r\nAuthorization: Bearer {t}")).await;
+    assert_eq!(r.status, 400);
     // Agreeing absolute-form is decided on that host.
     let r = raw::send(
         e.gh.addr,

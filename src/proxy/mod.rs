@@ -154,6 +154,10 @@ pub async fn admit(
     headers: &HeaderMap,
     log: &mut AccessLog,
 ) -> Result<Option<Arc<Principal>>, Error> {
+    if host.is_empty() && app.config.routes.has_host_rules() {
+        // HTTP/1.0 without Host: which host rule applies is unknown, so none can be skipped.
+        return Err(crate::routes::HostError::Missing.into());
+    }
     let access = app
         .config
         .routes

@@ -142,6 +142,11 @@ impl RouteTable {
         self.rules.is_empty()
     }
 
+    /// Whether some rule names a host: then a request without one cannot be placed.
+    pub fn has_host_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.host != HostPattern::Any)
+    }
+
     pub fn policy(&self) -> RoutingPolicy {
         self.policy
     }
