@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod mail;
+pub mod peer;
 pub mod proxy;
 pub mod routes;
 pub mod server;

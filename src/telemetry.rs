@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::auth::principal::Principal;
 use crate::config::{LogConfig, LogFormat, ServerConfig};
-use crate::proxy::Peer;
+use crate::peer::{self, Peer};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
 pub fn init(config: &LogConfig) {
@@ -73,7 +73,7 @@ impl AccessLog {
             method: req.method().clone(),
             uri: req.uri().clone(),
             path: None,
-            client_ip: crate::proxy::forward::client_ip(peer, req.headers(), server),
+            client_ip: peer::client_ip(peer, req.headers(), server),
             status: 0,
             auth_method: None,
             subject: None,

@@ -35,9 +35,9 @@ use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::body::Body;
 use crate::error::{Error, RequestError};
+pub use crate::peer::Peer;
 use crate::routes::Access;
 use crate::telemetry::AccessLog;
-pub use forward::Peer;
 
 /// Handles one request from a client connection. Never fails: every error is a response.
 pub async fn handle(

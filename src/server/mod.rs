@@ -19,8 +19,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::{ServerConfig, TlsConfig};
+use crate::peer::Peer;
+use crate::proxy;
 use crate::proxy::forward::ConnectionSlot;
-use crate::proxy::{self, Peer};
 use idle::{Activity, Tracked};
 
 /// Which endpoints a listener answers.
