@@ -286,10 +286,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Until when the lockout key is locked, if it is.
     async fn locked_until(&self, identifier: &str, now: i64) -> Result<Option<i64>>;
-    /// Counts a failed login; returns the lock end if this failure locked the identifier.
-    /// Checking [`Store::locked_until`] first and counting here after the hash races (parallel
-    /// guesses all pass the check): password checks take [`Store::reserve_attempt`] instead.
-    async fn record_failure(&self, identifier: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>>;
     /// Takes one password attempt from the key's budget before the password is checked, in
     /// one atomic statement: the attempt counts as a failure until
     /// [`Store::clear_failures`] says it succeeded. The `threshold + 1`-th attempt of a

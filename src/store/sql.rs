@@ -589,34 +589,6 @@ impl Store for SqlStore {
         Ok(row.map(|r| r.try_get("locked_until")).transpose()?)
     }
 
-    async fn record_failure(&self, identifier: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>> {
-        self.count("record_failure");
-        // One atomic upsert: parallel failures each add one, and the one reaching the
-        // threshold sets the lock. A finished lock, or a failure streak older than a lock
-        // period, starts counting afresh.
-        let row = sqlx::query(
-            "INSERT INTO lockouts (identifier, failures, locked_until, updated_at) VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $2 + $4 ELSE 0 END, $2) \
-             ON CONFLICT (identifier) DO UPDATE SET \
-               failures = CASE WHEN (lockouts.locked_until > 0 AND lockouts.locked_until <= $2) OR lockouts.updated_at < $2 - $4 \
-                               THEN 1 ELSE lockouts.failures + 1 END, \
-               locked_until = CASE \
-                   WHEN lockouts.locked_until > $2 THEN lockouts.locked_until \
-                   WHEN (CASE WHEN (lockouts.locked_until > 0 AND lockouts.locked_until <= $2) OR lockouts.updated_at < $2 - $4 \
-                              THEN 1 ELSE lockouts.failures + 1 END) >= $3 THEN $2 + $4 \
-                   ELSE 0 END, \
-               updated_at = $2 \
-             RETURNING failures, locked_until",
-        )
-        .bind(identifier)
-        .bind(now)
-        .bind(threshold)
-        .bind(lock_secs)
-        .fetch_one(&self.pool)
-        .await?;
-        let locked_until: i64 = row.try_get("locked_until")?;
-        Ok((locked_until > now).then_some(locked_until))
-    }
-
     async fn reserve_attempt(&self, key: &str, now: i64, threshold: i64, lock_secs: i64) -> Result<Option<i64>> {
         self.count("reserve_attempt");
         // The upsert is the serialisation point: of parallel attempts each gets its own count,
