@@ -60,7 +60,7 @@ impl Mailer {
             }
             Mailer::Outbox(dir) => {
                 let text = format!("To: {to}\nSubject: {subject}\n\n{body}");
-                let name = format!("{}-{}.eml", crate::auth::jwt::now_secs(), uuid::Uuid::new_v4());
+                let name = format!("{}-{}.eml", crate::clock::now_secs(), uuid::Uuid::new_v4());
                 tokio::fs::create_dir_all(dir).await.map_err(|e| MailError(e.to_string()))?;
                 tokio::fs::write(dir.join(name), text).await.map_err(|e| MailError(e.to_string()))
             }

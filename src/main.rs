@@ -242,7 +242,7 @@ fn token(
         let own = gatehouse::auth::own_keys::OwnKeys::load(tokens, store, config.jwt.leeway).await?;
         anyhow::Ok(own.ring().signing.clone())
     })?;
-    let now = gatehouse::auth::jwt::now_secs();
+    let now = gatehouse::clock::now_secs();
     let mut claims = serde_json::json!({
         "iss": tokens.issuer,
         "aud": tokens.audience,
@@ -296,7 +296,7 @@ fn create_user(
     let user = runtime()?.block_on(async {
         let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
         let hash = gatehouse::auth::password::Passwords::new(1).hash(&password).await?;
-        let now = gatehouse::auth::jwt::now_secs() as i64;
+        let now = gatehouse::clock::now_secs() as i64;
         let user = store
             .create_user(gatehouse::store::NewUser {
                 id: gatehouse::api::session::new_id(),
@@ -342,7 +342,7 @@ fn client(command: ClientCommand) -> Result<(), Failure> {
         | ClientCommand::Delete { config, .. } => &config.config,
     };
     let config = load(path)?;
-    let now = gatehouse::auth::jwt::now_secs() as i64;
+    let now = gatehouse::clock::now_secs() as i64;
     runtime()?.block_on(async {
         let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
         match command {
@@ -364,7 +364,7 @@ fn client(command: ClientCommand) -> Result<(), Failure> {
                 }
             }
             ClientCommand::Delete { id, .. } => {
-                let now = gatehouse::auth::jwt::now_secs() as i64;
+                let now = gatehouse::clock::now_secs() as i64;
                 let cutoff = gatehouse::api::oauth::client_cutoff(&config, now);
                 if !store.revoke_client(&id, now, cutoff).await? {
                     anyhow::bail!("no live client {id}");

@@ -458,7 +458,7 @@ async fn expired_keys_are_refused(backend: Backend) {
     let key = created["key"].as_str().unwrap().to_string();
     assert_eq!(with_key(&e.gh, "/app", &key).await.0, 200);
     let store = SqlStore::connect(&e.store.url).await.unwrap();
-    let past = gatehouse::auth::jwt::now_secs() as i64 - 1;
+    let past = gatehouse::clock::now_secs() as i64 - 1;
     sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
         .bind(past)
         .bind(created["id"].as_str().unwrap())

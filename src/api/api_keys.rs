@@ -14,7 +14,7 @@ use super::session::rfc3339;
 use super::validate;
 use crate::app::App;
 use crate::auth::api_key::{self, ApiKeys};
-use crate::auth::jwt::now_secs;
+use crate::clock::now_secs;
 use crate::error::{AccessError, ApiError};
 use crate::store::{ApiKey, KeyKind};
 

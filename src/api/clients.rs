@@ -15,8 +15,8 @@ use super::session::rfc3339;
 use super::validate;
 use crate::app::App;
 use crate::auth::api_key::{self, Pepper};
-use crate::auth::jwt::now_secs;
 use crate::auth::principal::Principal;
+use crate::clock::now_secs;
 use crate::error::{AccessError, ApiError};
 use crate::store::{Client, Revocation};
 

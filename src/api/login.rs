@@ -38,7 +38,7 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
         return Err(ApiError::validation("password", "is required").into());
     }
     let accounts = app.accounts();
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let audit = |user_id: Option<String>, outcome: LoginOutcome| {
         let store = accounts.store.clone();
         let attempt =

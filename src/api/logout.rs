@@ -14,7 +14,7 @@ use crate::store::Revocation;
 
 pub async fn logout(State(app): State<Arc<App>>, Caller(p): Caller) -> ApiResult {
     let store = &app.accounts().store;
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let until = p.expires_at.map(|e| e as i64).unwrap_or(now);
     let access_ttl = app.config.tokens.as_ref().map(|t| t.access_ttl.as_secs() as i64).unwrap_or(0);
     if let Some(jti) = &p.token_id {

@@ -76,7 +76,7 @@ pub async fn patch(State(app): State<Arc<App>>, Caller(p): Caller, Json(body): J
         phone: text("phone", body.phone, 40)?,
         profile,
     };
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let user = app.accounts().store.update_profile(&p.subject, &update, now).await.map_err(ApiError::from)?;
     Ok(axum::Json(session::user_json(&user)).into_response())
 }

@@ -45,7 +45,7 @@ async fn send_reset(app: &App, email: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     let token = session::random_b64(36);
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let ttl = app.config.accounts.reset_ttl.as_secs() as i64;
     accounts.store.create_reset(&session::digest_of(&token), &user.id, now, now + ttl).await?;
     let link = match &app.config.accounts.reset_url {
@@ -74,7 +74,7 @@ pub async fn reset(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<R
     validate::password("new_password", &body.new_password, cfg)?;
     let accounts = app.accounts();
     let hash = accounts.passwords.hash(&body.new_password).await?;
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let user_id = accounts
         .store
         .consume_reset(&session::digest_of(&body.token), now)
@@ -121,7 +121,7 @@ pub async fn change(
     }
     let accounts = app.accounts();
     let user = accounts.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let key = login::lockout_key(Some(&user), &user.email);
     match login::check_password(&app, &key, &body.current_password, user.password_hash.as_deref(), now).await? {
         Attempt::Locked { retry_after } => return Err(ApiError::AccountLocked { retry_after }.into()),

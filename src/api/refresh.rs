@@ -25,7 +25,7 @@ pub async fn refresh(State(app): State<Arc<App>>, Json(body): Json<Refresh>) -> 
         return Err(ApiError::InvalidRefreshToken.into());
     }
     let accounts = app.accounts();
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let grace = app.config.accounts.refresh_grace.as_secs() as i64;
     let access_ttl = app.config.tokens.as_ref().map(|t| t.access_ttl.as_secs() as i64).unwrap_or(0);
     let outcome =

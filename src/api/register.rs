@@ -48,7 +48,7 @@ pub async fn register(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Jso
 
     let accounts = app.accounts();
     let password_hash = accounts.passwords.hash(&body.password).await.map_err(ApiError::from)?;
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let user = accounts
         .store
         .create_user(NewUser {

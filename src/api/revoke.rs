@@ -11,8 +11,8 @@ use super::extract::{ApiResult, ClientIp};
 use super::oauth::{self, OAuthForm, Presented};
 use super::session;
 use crate::app::App;
-use crate::auth::jwt::now_secs;
 use crate::auth::principal::{Principal, PrincipalKind};
+use crate::clock::now_secs;
 use crate::error::{ApiError, OAuthError};
 use crate::store::{Client, RefreshUse, Revocation};
 

@@ -10,7 +10,8 @@ use super::extract::{ApiResult, ClientIp};
 use super::oauth::{self, OAuthForm};
 use super::session::new_id;
 use crate::app::App;
-use crate::auth::jwt::{CLIENT_CREDENTIALS, now_secs};
+use crate::auth::jwt::CLIENT_CREDENTIALS;
+use crate::clock::now_secs;
 use crate::error::{Error, OAuthError};
 
 pub async fn token(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> ApiResult {

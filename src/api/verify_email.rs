@@ -26,7 +26,7 @@ pub async fn verify(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<
     if token.len() < 48 || token.len() > 128 {
         return Err(ApiError::InvalidVerificationToken.into());
     }
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let user = app
         .accounts()
         .store
@@ -84,7 +84,7 @@ async fn send_link(app: &App, user: &User) -> Result<(), ApiError> {
         return Ok(());
     }
     let token = session::random_b64(36);
-    let now = crate::auth::jwt::now_secs() as i64;
+    let now = crate::clock::now_secs() as i64;
     let ttl = app.config.accounts.verify_ttl.as_secs() as i64;
     accounts
         .store

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::{constant_time, hmac, rand::SecureRandom};
 use http::HeaderName;
 
-use super::jwt::now_secs;
 use super::principal::{AuthMethod, Principal, PrincipalKind};
 use super::revocation::Revocations;
+use crate::clock::now_secs;
 use crate::config::{ApiKeysConfig, Config};
 use crate::error::AuthError;
 use crate::limits::Limiter;

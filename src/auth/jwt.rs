@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use base64::Engine;
@@ -21,6 +21,7 @@ use super::jwks::{KeySet, Reason};
 use super::keys::VerifyKey;
 use super::principal::{AuthMethod, Principal, PrincipalKind};
 use super::revocation::Revocations;
+use crate::clock::now_secs;
 use crate::config::{ClaimPaths, Config, RequiredClaim};
 use crate::error::AuthError;
 
@@ -400,10 +401,6 @@ fn header_string(v: &Value) -> Option<String> {
 
 fn string_list(items: &[Value]) -> Option<Vec<String>> {
     items.iter().map(|v| v.as_str().map(str::to_string)).collect()
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

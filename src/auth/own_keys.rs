@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 
 use super::jwks::KeySet;
-use super::jwt::now_secs;
 use super::signing::SigningKey;
+use crate::clock::now_secs;
 use crate::config::TokensConfig;
 use crate::store::{Store, StoredKey};
 

@@ -90,7 +90,7 @@ impl Revocations {
         let mut cursor = 0;
         let mut ticks: u32 = 0;
         loop {
-            let now = crate::auth::jwt::now_secs() as i64;
+            let now = crate::clock::now_secs() as i64;
             match store.revocations_after(cursor, now - CLOCK_SKEW_ALLOWANCE).await {
                 Ok((events, next)) => {
                     for e in events {
