@@ -134,13 +134,6 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::auth::password::HashError> for ApiError {
-    fn from(_: crate::auth::password::HashError) -> Self {
-        tracing::error!("password hashing failed");
-        ApiError::Internal
-    }
-}
-
 impl From<crate::routes::PathError> for Error {
     fn from(e: crate::routes::PathError) -> Self {
         RequestError::Path(e).into()
@@ -155,12 +148,6 @@ impl From<crate::routes::HostError> for Error {
 
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        Error::Api(e.into())
-    }
-}
-
-impl From<crate::auth::password::HashError> for Error {
-    fn from(e: crate::auth::password::HashError) -> Self {
         Error::Api(e.into())
     }
 }

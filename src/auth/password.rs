@@ -8,6 +8,8 @@ use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use tokio::sync::Semaphore;
 
+use crate::error::{ApiError, Error};
+
 pub struct Passwords {
     permits: Semaphore,
     /// Checked against when the account does not exist, so both cases cost the same.
@@ -24,6 +26,19 @@ pub struct Checked {
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed")]
 pub struct HashError;
+
+impl From<HashError> for ApiError {
+    fn from(_: HashError) -> Self {
+        tracing::error!("password hashing failed");
+        ApiError::Internal
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(e: HashError) -> Self {
+        Error::Api(e.into())
+    }
+}
 
 impl Passwords {
     pub fn new(concurrency: usize) -> Self {
