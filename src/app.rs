@@ -9,9 +9,9 @@ use crate::auth::Auth;
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::limits::Limiter;
-use crate::proxy::forward::Upstream;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::upstream::Upstream;
 
 pub struct App {
     pub config: Config,

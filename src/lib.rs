@@ -2,10 +2,12 @@
 //! enforces the route table, injects identity headers and forwards to the protected app.
 //!
 //! Layout, in the order a request meets it:
-//! - [`server`]: listener, TLS, HTTP/1 and HTTP/2, graceful shutdown;
-//! - [`api`]: Gatehouse's own endpoints (health, readiness, metrics, JWKS, forward-auth);
-//! - [`proxy`]: the pipeline stages, listed in order in its module doc;
-//! - [`routes`]: the compiled route table; [`auth`]: verification primitives;
+//! - [`server`]: listener, TLS, HTTP/1 and HTTP/2, idle limits, graceful shutdown; [`peer`]: who
+//!   is on the other end;
+//! - [`proxy`]: the pipeline stages, listed in order in its module doc, forward-auth among them;
+//! - [`api`]: Gatehouse's own endpoints (health, readiness, metrics, JWKS, the auth API);
+//! - [`routes`]: the compiled route table and canonical paths and hosts; [`auth`]:
+//!   credential extraction and verification; [`upstream`]: the pooled client to the app;
 //! - [`config`]: the validated configuration; [`error`]: errors and their HTTP mapping;
 //! - [`telemetry`]: logs, request ids, metrics.
 
@@ -26,6 +28,7 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 
 use std::future::Future;
 use tokio::net::TcpListener;

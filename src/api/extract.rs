@@ -109,7 +109,7 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
-        let principal = crate::proxy::identify::identify(&app.auth, &parts.headers, ip)
+        let principal = crate::auth::identify::identify(&app.auth, &parts.headers, ip)
             .await?
             .ok_or(AuthError::MissingCredentials)?;
         let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());
@@ -134,7 +134,7 @@ impl FromRequestParts<Arc<App>> for Holder {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         use crate::auth::principal::AuthMethod;
         let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
-        let principal = crate::proxy::identify::identify(&app.auth, &parts.headers, ip)
+        let principal = crate::auth::identify::identify(&app.auth, &parts.headers, ip)
             .await?
             .ok_or(AuthError::MissingCredentials)?;
         let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());

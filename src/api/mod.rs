@@ -1,6 +1,6 @@
 //! Gatehouse's own endpoints, answered before anything is proxied: health, readiness,
-//! metrics, the public keys of its own tokens, forward-auth, and the auth API (one file
-//! per resource, routed by axum).
+//! metrics, the public keys of its own tokens and discovery, and the auth API (one file
+//! per resource, routed by axum). Forward-auth is the proxy's (`proxy::forward_auth`).
 
 pub mod api_keys;
 pub mod clients;
@@ -33,11 +33,7 @@ use crate::telemetry::AccessLog;
 
 /// Answers `req` if it is for one of Gatehouse's own endpoints; `None` means proxy it.
 pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Option<Response<Body>> {
-    let path = req.uri().path();
-    if path == app.config.forward_auth.path {
-        return Some(crate::proxy::forward_auth::verify(app, req, log).await);
-    }
-    let resp = match path {
+    let resp = match req.uri().path() {
         "/healthz" => only_get(req, || json_response(StatusCode::OK, &json!({"status": "ok"}))),
         "/readyz" => only_get(req, || {
             if app.auth.is_ready() {

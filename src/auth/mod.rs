@@ -2,6 +2,7 @@
 //! Gatehouse's own signing key, and the [`principal::Principal`] a credential proves.
 
 pub mod api_key;
+pub mod identify;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;

@@ -1,4 +1,4 @@
-//! Stage 2, authorize: hold the principal (or its absence) against the route's rule.
+//! Stage 4, authorize: hold the principal (or its absence) against the route's rule.
 
 use std::sync::Arc;
 

@@ -6,11 +6,11 @@
 //!    headers, method overrides and untrusted forwarding headers are removed, before anything
 //!    reads the request; host, method and path are put in canonical form ([`crate::routes`]),
 //!    and what cannot be is refused.
-//! 3. **authenticate** ([`identify`]): credential -> verified [`Principal`].
+//! 3. **authenticate** ([`crate::auth::identify`]): credential -> verified [`Principal`].
 //! 4. **authorize** ([`authorize`]): the first route rule matching (host, method, path).
 //!    Stages 3 and 4 are [`admit`], shared with forward-auth.
 //! 5. **inject** ([`inject::inject`]): verified identity headers are added.
-//! 6. **forward** ([`forward`]): the canonical path and host are sent upstream with
+//! 6. **forward** ([`crate::upstream`]): the canonical path and host are sent upstream with
 //!    `X-Forwarded-*` set, bodies streamed, allowed upgrades spliced.
 //! 7. **respond** ([`respond`]): errors become the one JSON shape; the request id is set and
 //!    one access-log line written.
@@ -18,9 +18,7 @@
 //! [`Principal`]: crate::auth::principal::Principal
 
 pub mod authorize;
-pub mod forward;
 pub mod forward_auth;
-pub mod identify;
 pub mod inject;
 pub mod respond;
 pub mod sanitise;
@@ -38,6 +36,7 @@ use crate::error::{Error, RequestError};
 pub use crate::peer::Peer;
 use crate::routes::Access;
 use crate::telemetry::AccessLog;
+use crate::upstream;
 
 /// Handles one request from a client connection. Never fails: every error is a response.
 pub async fn handle(
@@ -51,6 +50,8 @@ pub async fn handle(
         let e = Error::from(RequestError::HeadersTooLarge);
         log.error = Some(e.code());
         e.to_response()
+    } else if req.uri().path() == app.config.forward_auth.path {
+        forward_auth::verify(&app, &req, &mut log).await
     } else {
         match crate::api::route(&app, &req, &mut log).await {
             Some(resp) => resp,
@@ -94,7 +95,7 @@ async fn accounts(app: &Arc<App>, req: Request<Incoming>, log: &AccessLog) -> Re
 
 /// Stages 2 to 6 for a request bound for the upstream.
 async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
-    let upgrade = forward::upgrade_protocol(&req, &app.config.upstream.upgrades);
+    let upgrade = upstream::upgrade_protocol(&req, &app.config.upstream.upgrades);
     let (mut parts, body) = req.into_parts();
     let headers_cfg = &app.config.headers;
     let stripped = sanitise::request(&mut parts.headers, headers_cfg, peer.trusted);
@@ -139,7 +140,7 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     }
     .ok_or(crate::routes::PathError::BadEncoding)?;
     let req = Request::from_parts(parts, body);
-    let fwd = forward::Forwarding { peer, client_ip: log.client_ip };
+    let fwd = upstream::Forwarding { peer, client_ip: log.client_ip };
     Ok(app.upstream.forward(req, path_and_query, upstream_host, upgrade, fwd).await?)
 }
 
@@ -163,7 +164,7 @@ pub async fn admit(
         .routes
         .access(host, method, path)
         .map_err(|e| RequestError::RouteMethod { method: method.clone(), allow: e.allow })?;
-    let principal = match identify::identify(&app.auth, headers, log.client_ip).await {
+    let principal = match crate::auth::identify::identify(&app.auth, headers, log.client_ip).await {
         Ok(p) => p,
         // On a public route a bad credential is ignored: the caller is simply anonymous.
         Err(_) if *access == Access::Public => None,

@@ -5,23 +5,11 @@
 //! It runs before injection, so no client header can remove or shadow one Gatehouse sets.
 
 use http::Method;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName};
 
 use super::inject;
 use crate::config::HeadersConfig;
-
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+pub use crate::upstream::remove_hop_by_hop;
 
 /// Headers apps take as the request's real URL or method (IIS URL Rewrite, ASP.NET, Laminas,
 /// Express method-override, Symfony, Laravel, Spring's filter). Gatehouse matched the rule on
@@ -111,25 +99,6 @@ pub fn has_method_override(headers: &HeaderMap) -> bool {
     headers.keys().any(|k| ALWAYS[..3].contains(&k.as_str().replace('_', "-").as_str()))
 }
 
-/// Drops hop-by-hop headers, including every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
 /// The method as rules see it and the upstream gets it: methods are case-sensitive, but
 /// Express and others match `get` as `GET`, so a lowercase spelling is the uppercase method.
 pub fn method(method: &Method) -> Option<Method> {
@@ -143,7 +112,7 @@ pub fn method(method: &Method) -> Option<Method> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderValue, header};
 
     #[test]
     fn connection_named_headers_are_removed() {

@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::config::{ServerConfig, TlsConfig};
 use crate::peer::Peer;
 use crate::proxy;
-use crate::proxy::forward::ConnectionSlot;
+use crate::upstream::ConnectionSlot;
 use idle::{Activity, Tracked};
 
 /// Which endpoints a listener answers.

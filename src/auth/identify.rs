@@ -1,5 +1,5 @@
-//! Stage 1, authenticate: find the credential a request carries and turn it into a
-//! verified [`Principal`] (or say why not). No credential at all is `Ok(None)`.
+//! Authenticate (stage 3 of the proxy, and the auth API's bearer check): find the credential
+//! a request carries and turn it into a verified [`Principal`]. No credential is `Ok(None)`.
 
 use std::net::IpAddr;
 use std::sync::Arc;

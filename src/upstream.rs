@@ -1,4 +1,4 @@
-//! Stage 4, forward: send the request to the upstream over pooled keep-alive connections,
+//! Stage 6, forward: send the request to the upstream over pooled keep-alive connections,
 //! hop-by-hop headers removed, `X-Forwarded-*` set, bodies streamed both ways, and
 //! `Upgrade` (WebSocket) connections spliced once both sides agree.
 
@@ -12,11 +12,23 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::sanitise::remove_hop_by_hop;
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::UpstreamError;
 use crate::peer::Peer;
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy `Proxy-Connection` and `Keep-Alive`.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -174,6 +186,25 @@ pub fn upgrade_protocol<B>(req: &Request<B>, allowed: &[String]) -> Option<Heade
     // RFC 6455 §4.1: a WebSocket handshake is a GET.
     let method_ok = !name.eq_ignore_ascii_case("websocket") || req.method() == http::Method::GET;
     (allowed && method_ok).then(|| value.clone())
+}
+
+/// Drops hop-by-hop headers, including every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
 }
 
 /// `X-Forwarded-For` gets the peer appended when the peer is a trusted proxy (whose
