@@ -155,7 +155,7 @@ pub struct ConnectionSlot(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarding {
     pub peer: Peer,
-    /// The client's address as [`client_ip`] found it.
+    /// The client's address as [`crate::peer::client_ip`] found it.
     pub client_ip: IpAddr,
 }
 

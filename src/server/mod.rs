@@ -1,6 +1,6 @@
 //! The listener: accept loop, optional TLS (rustls, ALPN h2 + http/1.1), HTTP/1.1 and
 //! HTTP/2 (h2c too) on one port, a connection cap, timeouts that free idle slots
-//! ([`idle`]), a cap on request heads, and graceful drain.
+//! (`idle`), a cap on request heads, and graceful drain.
 
 mod idle;
 
