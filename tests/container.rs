@@ -1,0 +1,171 @@
+//! The container image's runtime stage is enough: the files it holds (the binary, the libraries
+//! `ldd` names, CA certificates, passwd/group for 65532, the image's config) run Gatehouse as
+//! uid 65532 on a read-only root with one writable data volume. No container engine runs here,
+//! so the root is assembled by hand and entered with `unshare` (mount namespace) and `chroot`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+mod common;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+const NONROOT: u32 = 65532;
+
+/// What `gcr.io/distroless/cc-debian12:nonroot` provides beside our two COPYs, plus those COPYs.
+fn assemble_root(root: &Path) {
+    let mkdir = |p: &str| std::fs::create_dir_all(root.join(p.trim_start_matches('/'))).unwrap();
+    for d in ["/usr/local/bin", "/etc/gatehouse", "/etc/ssl/certs", "/var/lib/gatehouse", "/tmp", "/dev"] {
+        mkdir(d);
+    }
+    let copy = |from: &Path, to: &str| {
+        let dest = root.join(to.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from, &dest).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), dest.display()));
+    };
+    copy(Path::new(BIN), "/usr/local/bin/gatehouse");
+    // The shared libraries the binary needs, at the paths the loader looks them up.
+    let ldd = Command::new("ldd").arg(BIN).output().expect("ldd runs");
+    assert!(ldd.status.success(), "ldd: {}", String::from_utf8_lossy(&ldd.stderr));
+    let mut libs = 0;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            let real = std::fs::canonicalize(p).unwrap();
+            copy(&real, p);
+            libs += 1;
+        }
+    }
+    assert!(libs >= 2, "ldd named the loader and libc at least");
+    copy(Path::new("/etc/ssl/certs/ca-certificates.crt"), "/etc/ssl/certs/ca-certificates.crt");
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnonroot:x:65532:\n").unwrap();
+    copy(&repo().join("docker/gatehouse.toml"), "/etc/gatehouse/gatehouse.toml");
+    // No shell in the image: the test must not rely on one being there.
+    assert!(!root.join("bin/sh").exists());
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `args` inside the assembled root as 65532, the root read-only and `data` mounted
+/// writable at /var/lib/gatehouse, in a private mount namespace.
+fn contained(root: &Path, data: &Path, env: &[(&str, String)], args: &[&str]) -> Command {
+    let script = format!(
+        "set -e; mount --bind {root} {root}; mount -o remount,bind,ro {root}; \
+         mount --bind {data} {root}/var/lib/gatehouse; mount -t tmpfs -o size=1m tmpfs {root}/tmp; \
+         cd {root}; exec chroot --userspec={NONROOT}:{NONROOT} {root} /usr/local/bin/gatehouse {args}",
+        root = root.display(),
+        data = data.display(),
+        args = args.join(" "),
+    );
+    // The host's shell sets the namespace up; what runs inside has none.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runtime_image_files_serve_as_65532_on_a_read_only_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let data = dir.path().join("data");
+    assemble_root(&root);
+    std::fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(NONROOT), Some(NONROOT)).unwrap();
+
+    let upstream = common::Upstream::start().await;
+    let env = vec![
+        ("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:0".to_string()),
+        ("GATEHOUSE_UPSTREAM__URL", upstream.url()),
+        ("GATEHOUSE_LOG__FORMAT", "json".to_string()),
+    ];
+    let check =
+        contained(&root, &data, &env, &["check-config", "--config", "/etc/gatehouse/gatehouse.toml"]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "check-config in the image root: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let mut child = contained(&root, &data, &env, &["serve", "--config", "/etc/gatehouse/gatehouse.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = BufReader::new(child.stderr.take().unwrap());
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in logs.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The log says where it listens (port 0 was asked for), so no port is guessed.
+    let mut seen = Vec::new();
+    let addr = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            drop(running);
+            panic!("gatehouse did not start in the image root:\n{}", seen.join("\n"));
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "gatehouse is serving" {
+            break v["listen"].as_str().unwrap().to_string();
+        }
+        seen.push(line);
+    };
+
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // Protected by the image's default config; the auth API's keys were made in the volume.
+    assert_eq!(client.get(format!("{base}/anything")).send().await.unwrap().status(), 401);
+    let jwks: serde_json::Value =
+        client.get(format!("{base}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+    // A token minted by the CLI in the same root and volume passes, and the app sees who it is.
+    let token =
+        contained(&root, &data, &env, &["token", "--config", "/etc/gatehouse/gatehouse.toml", "--sub", "alice"])
+            .output()
+            .unwrap();
+    assert!(token.status.success(), "token: {}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).unwrap();
+    let resp = client.get(format!("{base}/orders")).bearer_auth(token.trim()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(common::seen(&echo, "x-auth-user-id"), ["alice"]);
+    assert!(data.join("gatehouse.db").exists(), "the store lives in the data volume");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(data.join("gatehouse.db")).unwrap());
+    assert_eq!(owner, NONROOT, "written by uid 65532");
+    drop(running);
+
+    // The root really is read-only: a store outside the volume cannot be created.
+    let mut elsewhere = env.clone();
+    elsewhere.push(("GATEHOUSE_STORE__URL", "sqlite:///etc/gatehouse/gatehouse.db".to_string()));
+    let refused =
+        contained(&root, &data, &elsewhere, &["serve", "--config", "/etc/gatehouse/gatehouse.toml"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(!root.join("etc/gatehouse/gatehouse.db").exists());
+}
