@@ -53,6 +53,26 @@ fn assemble_root(root: &Path) {
     assert!(!root.join("bin/sh").exists());
 }
 
+/// The runtime stage this test stands in for: if the Dockerfile moves a file, this test must move too.
+#[test]
+fn the_assembled_root_is_the_dockerfiles_runtime_stage() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let runtime = dockerfile.split("\nFROM ").last().unwrap();
+    assert!(runtime.starts_with("gcr.io/distroless/cc-debian12:nonroot"), "{runtime}");
+    for line in [
+        "COPY --from=build /out/gatehouse /usr/local/bin/gatehouse",
+        "COPY --from=build --chown=65532:65532 /out/var/lib/gatehouse /var/lib/gatehouse",
+        "COPY docker/gatehouse.toml /etc/gatehouse/gatehouse.toml",
+        "USER 65532:65532",
+        r#"ENTRYPOINT ["gatehouse"]"#,
+        r#"CMD ["serve", "--config", "/etc/gatehouse/gatehouse.toml"]"#,
+    ] {
+        assert!(runtime.lines().any(|l| l == line), "the runtime stage has no `{line}`");
+    }
+    let copies = runtime.lines().filter(|l| l.starts_with("COPY")).count();
+    assert_eq!(copies, 3, "a COPY this test does not mirror");
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -164,8 +184,24 @@ async fn the_runtime_image_files_serve_as_65532_on_a_read_only_root() {
     // The root really is read-only: a store outside the volume cannot be created.
     let mut elsewhere = env.clone();
     elsewhere.push(("GATEHOUSE_STORE__URL", "sqlite:///etc/gatehouse/gatehouse.db".to_string()));
-    let refused =
-        contained(&root, &data, &elsewhere, &["serve", "--config", "/etc/gatehouse/gatehouse.toml"]).output().unwrap();
-    assert!(!refused.status.success());
+    // Were the root writable, serve would start and run on: a bounded wait makes that a failure, not a hang.
+    let mut child = contained(&root, &data, &elsewhere, &["serve", "--config", "/etc/gatehouse/gatehouse.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve kept running with its store on the image's root: the root is writable");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
     assert!(!root.join("etc/gatehouse/gatehouse.db").exists());
 }
