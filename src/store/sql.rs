@@ -57,6 +57,17 @@ const USER_COLUMNS: &str = "id, email, username, name, first_name, last_name, ph
      permissions, team_id, email_verified, sessions_valid_after, created_at, updated_at, last_login_at";
 
 impl SqlStore {
+    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// deferred one that reads and then writes fails with "database is locked" at once when
+    /// another connection or process (the CLI beside the server) writes meanwhile, because
+    /// SQLite cannot wait out that conflict; an immediate one waits (busy_timeout) instead.
+    async fn begin(&self) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Connects (creating a SQLite file and its directory if needed) and applies migrations.
     pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {
         sqlx::any::install_default_drivers();
@@ -273,7 +284,7 @@ impl Store for SqlStore {
     async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: Option<i64>) -> Result<Vec<String>> {
         self.count("set_password");
         let mut ended = Vec::new();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(access_ttl) = end_sessions {
             sqlx::query(
                 "UPDATE users SET password_hash = $2, updated_at = $3, sessions_valid_after = $3 WHERE id = $1",
@@ -408,7 +419,7 @@ impl Store for SqlStore {
 
     async fn revoke_family(&self, family_id: &str, now: i64, access_ttl: i64) -> Result<()> {
         self.count("revoke_family");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
             .bind(family_id)
             .bind(now)
@@ -426,7 +437,7 @@ impl Store for SqlStore {
 
     async fn revoke_token(&self, jti: &str, until: i64, now: i64) -> Result<()> {
         self.count("revoke_token");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
         )
@@ -513,7 +524,7 @@ impl Store for SqlStore {
         expires_at: i64,
     ) -> Result<()> {
         self.count("create_email_verification");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE email_verifications SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
             .bind(user_id)
             .bind(now)
@@ -536,7 +547,7 @@ impl Store for SqlStore {
 
     async fn consume_email_verification(&self, hash: &[u8], now: i64) -> Result<Option<User>> {
         self.count("consume_email_verification");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // The conditional UPDATE makes the link single use, also against a concurrent click.
         let Some(row) = sqlx::query(
             "UPDATE email_verifications SET used_at = $2 \
@@ -712,7 +723,7 @@ impl Store for SqlStore {
 
     async fn rotate_signing_key(&self, key: &StoredKey, retire_at: i64) -> Result<()> {
         self.count("rotate_signing_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE algorithm = $2 AND retired_at IS NULL")
             .bind(retire_at)
             .bind(&key.algorithm)
@@ -730,7 +741,7 @@ impl Store for SqlStore {
     }
     async fn create_api_key(&self, k: &ApiKey, limit: Option<i64>, now: i64) -> Result<()> {
         self.count("create_api_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(limit) = limit {
             // Writing the owner's row first takes its lock (a write lock on SQLite), so two
             // concurrent creations count one after the other and cannot both slip under it.
@@ -809,7 +820,7 @@ impl Store for SqlStore {
 
     async fn revoke_api_key(&self, id: &str, user_id: Option<&str>, now: i64, until: i64) -> Result<Option<ApiKey>> {
         self.count("revoke_api_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let sql = format!(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
              AND ($3 IS NULL OR user_id = $3) RETURNING {KEY_COLUMNS}"
@@ -832,7 +843,7 @@ impl Store for SqlStore {
 
     async fn revoke_user_keys(&self, user_id: &str, now: i64, until: i64) -> Result<Vec<ApiKey>> {
         self.count("revoke_user_keys");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let sql = format!(
             "UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING {KEY_COLUMNS}"
         );
@@ -855,7 +866,7 @@ impl Store for SqlStore {
             return Ok(());
         }
         self.count("touch_api_keys");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (id, at) in used {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
@@ -901,7 +912,7 @@ impl Store for SqlStore {
 
     async fn revoke_client(&self, id: &str, now: i64, cutoff: i64) -> Result<bool> {
         self.count("revoke_client");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("UPDATE clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)
             .bind(now)
