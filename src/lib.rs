@@ -17,6 +17,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -42,12 +43,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
     let app = app::App::build(config).await?;
     let mut maintenance = app.auth.spawn_maintenance(&app.config);
-    if let Some(accounts) = &app.accounts {
-        maintenance.push(tokio::spawn(accounts.limiter.clone().prune()));
-        maintenance.push(tokio::spawn(accounts.token_limiter.clone().prune()));
+    if let Some(api) = &app.auth_api {
+        maintenance.extend(api.spawn_maintenance());
     }
     tracing::info!(listen = %listener.local_addr()?, upstream = %app.config.upstream.url, tls = tls.is_some(), "gatehouse is serving");
-    let keys = app.auth.keys.clone();
+    let keys = app.auth.api_keys().cloned();
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = app.config.server.metrics_listen {
         let metrics =

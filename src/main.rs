@@ -365,7 +365,7 @@ fn client(command: ClientCommand) -> Result<(), Failure> {
             }
             ClientCommand::Delete { id, .. } => {
                 let now = gatehouse::clock::now_secs() as i64;
-                let cutoff = gatehouse::api::oauth::client_cutoff(&config, now);
+                let cutoff = gatehouse::api::client_auth::client_cutoff(&config, now);
                 if !store.revoke_client(&id, now, cutoff).await? {
                     anyhow::bail!("no live client {id}");
                 }

@@ -171,13 +171,11 @@ impl Metrics {
             self.jwks_fetches.get_or_create(&labels).set(issuer.keys.fetches.load(Ordering::Relaxed) as i64);
             self.jwks_ready.get_or_create(&labels).set(i64::from(issuer.keys.is_ready()));
         }
-        if let Some(store) = auth.store() {
-            for (op, n) in store.query_counts() {
+        if let Some(issued) = &auth.issued {
+            for (op, n) in issued.store.query_counts() {
                 self.store_operations.get_or_create(&OpLabels { op }).set(n as i64);
             }
-        }
-        if let Some(keys) = &auth.keys {
-            self.api_key_cache.set(keys.cached() as i64);
+            self.api_key_cache.set(issued.keys.cached() as i64);
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -9,10 +9,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Accounts;
 use super::extract::{ApiResult, Caller, Json};
 use super::session::rfc3339;
 use super::validate;
-use crate::app::App;
 use crate::auth::api_key::{self, ApiKeys};
 use crate::clock::now_secs;
 use crate::error::{AccessError, ApiError};
@@ -30,36 +30,36 @@ pub struct NewKey {
     expires_in_days: Option<i64>,
 }
 
-pub async fn create_api_key(State(app): State<Arc<App>>, caller: Caller, Json(body): Json<NewKey>) -> ApiResult {
-    create(app, caller, body, KeyKind::ApiKey).await
+pub async fn create_api_key(State(acc): State<Arc<Accounts>>, caller: Caller, Json(body): Json<NewKey>) -> ApiResult {
+    create(acc, caller, body, KeyKind::ApiKey).await
 }
 
-pub async fn create_pat(State(app): State<Arc<App>>, caller: Caller, Json(body): Json<NewKey>) -> ApiResult {
-    create(app, caller, body, KeyKind::Pat).await
+pub async fn create_pat(State(acc): State<Arc<Accounts>>, caller: Caller, Json(body): Json<NewKey>) -> ApiResult {
+    create(acc, caller, body, KeyKind::Pat).await
 }
 
-pub async fn list_api_keys(State(app): State<Arc<App>>, caller: Caller) -> ApiResult {
-    list(app, caller, KeyKind::ApiKey).await
+pub async fn list_api_keys(State(acc): State<Arc<Accounts>>, caller: Caller) -> ApiResult {
+    list(acc, caller, KeyKind::ApiKey).await
 }
 
-pub async fn list_pats(State(app): State<Arc<App>>, caller: Caller) -> ApiResult {
-    list(app, caller, KeyKind::Pat).await
+pub async fn list_pats(State(acc): State<Arc<Accounts>>, caller: Caller) -> ApiResult {
+    list(acc, caller, KeyKind::Pat).await
 }
 
-pub async fn delete_api_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    delete(app, caller, id, KeyKind::ApiKey).await
+pub async fn delete_api_key(State(acc): State<Arc<Accounts>>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    delete(acc, caller, id, KeyKind::ApiKey).await
 }
 
-pub async fn delete_pat(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    delete(app, caller, id, KeyKind::Pat).await
+pub async fn delete_pat(State(acc): State<Arc<Accounts>>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    delete(acc, caller, id, KeyKind::Pat).await
 }
 
-fn keys(app: &App) -> &ApiKeys {
-    app.auth.keys.as_deref().expect("API keys exist whenever the auth API does")
+fn keys(acc: &Accounts) -> &ApiKeys {
+    &acc.keys
 }
 
-async fn create(app: Arc<App>, Caller(p): Caller, body: NewKey, kind: KeyKind) -> ApiResult {
-    let cfg = &app.config.api_keys;
+async fn create(acc: Arc<Accounts>, Caller(p): Caller, body: NewKey, kind: KeyKind) -> ApiResult {
+    let cfg = &acc.config.api_keys;
     let name = validate::name(&body.name)?;
     let days = match (body.expires_in_days, kind) {
         (Some(d), _) if !(1..=cfg.max_days).contains(&d) => {
@@ -69,7 +69,7 @@ async fn create(app: Arc<App>, Caller(p): Caller, body: NewKey, kind: KeyKind) -
         (None, KeyKind::Pat) => Some(cfg.pat_default_days),
         (None, KeyKind::ApiKey) => None,
     };
-    let store = &app.accounts().store;
+    let store = &acc.store;
     // The live account, not the token's snapshot: permissions or role may have changed since.
     let user = store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
     let scopes = match &body.scopes {
@@ -90,7 +90,7 @@ async fn create(app: Arc<App>, Caller(p): Caller, body: NewKey, kind: KeyKind) -
         KeyKind::Pat => cfg.pat_limit(&user.role),
     };
 
-    let keys = keys(&app);
+    let keys = keys(&acc);
     let secret = api_key::generate(keys.prefix_of(kind));
     let parsed = api_key::parse(&secret).expect("a generated key parses");
     let now = now_secs() as i64;
@@ -123,13 +123,13 @@ async fn create(app: Arc<App>, Caller(p): Caller, body: NewKey, kind: KeyKind) -
     Ok(resp)
 }
 
-async fn list(app: Arc<App>, Caller(p): Caller, kind: KeyKind) -> ApiResult {
-    let keys = app.accounts().store.api_keys_of(&p.subject, kind).await.map_err(ApiError::from)?;
+async fn list(acc: Arc<Accounts>, Caller(p): Caller, kind: KeyKind) -> ApiResult {
+    let keys = acc.store.api_keys_of(&p.subject, kind).await.map_err(ApiError::from)?;
     Ok(axum::Json(Value::Array(keys.iter().map(view).collect())).into_response())
 }
 
-async fn delete(app: Arc<App>, Caller(p): Caller, id: String, kind: KeyKind) -> ApiResult {
-    let keys = keys(&app);
+async fn delete(acc: Arc<Accounts>, Caller(p): Caller, id: String, kind: KeyKind) -> ApiResult {
+    let keys = keys(&acc);
     let now = now_secs() as i64;
     let until = now + keys.revocation_window();
     let what = match kind {
@@ -137,12 +137,11 @@ async fn delete(app: Arc<App>, Caller(p): Caller, id: String, kind: KeyKind) -> 
         KeyKind::Pat => "personal access token",
     };
     // Only the caller's own keys, and only of the kind this path manages.
-    let owned = app.accounts().store.api_keys_of(&p.subject, kind).await.map_err(ApiError::from)?;
+    let owned = acc.store.api_keys_of(&p.subject, kind).await.map_err(ApiError::from)?;
     if !owned.iter().any(|k| k.id == id) {
         return Err(ApiError::NotFound(what).into());
     }
-    let revoked = app
-        .accounts()
+    let revoked = acc
         .store
         .revoke_api_key(&id, Some(&p.subject), now, until)
         .await

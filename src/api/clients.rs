@@ -10,10 +10,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Accounts;
 use super::extract::{ApiResult, Caller, Json};
 use super::session::rfc3339;
 use super::validate;
-use crate::app::App;
 use crate::auth::api_key::{self, Pepper};
 use crate::auth::principal::Principal;
 use crate::clock::now_secs;
@@ -30,17 +30,17 @@ pub struct NewClient {
 }
 
 /// The secret is returned once, here; the store keeps only its peppered digest.
-pub async fn create(State(app): State<Arc<App>>, Caller(p): Caller, req: Request) -> ApiResult {
-    require_admin(&app, &p).await?;
+pub async fn create(State(acc): State<Arc<Accounts>>, Caller(p): Caller, req: Request) -> ApiResult {
+    require_admin(&acc, &p).await?;
     // Read after the role check: a non-admin learns nothing from validation errors.
-    let Json(body) = Json::<NewClient>::from_request(req, &app).await?;
+    let Json(body) = Json::<NewClient>::from_request(req, &acc).await?;
     let name = validate::name(&body.name)?;
     let scopes = validate::scopes("scopes", &body.scopes)?;
-    let pepper = app.auth.keys.as_ref().expect("API keys exist whenever the auth API does").pepper();
+    let pepper = acc.keys.pepper();
     let now = now_secs() as i64;
     let (client, secret) =
-        new_client(pepper, &app.config.clients.secret_prefix, name, scopes, Some(p.subject.clone()), now);
-    app.accounts().store.create_client(&client).await.map_err(ApiError::from)?;
+        new_client(pepper, &acc.config.clients.secret_prefix, name, scopes, Some(p.subject.clone()), now);
+    acc.store.create_client(&client).await.map_err(ApiError::from)?;
     let mut out = view(&client);
     out["client_secret"] = json!(secret);
     let mut resp = (StatusCode::CREATED, axum::Json(out)).into_response();
@@ -48,32 +48,32 @@ pub async fn create(State(app): State<Arc<App>>, Caller(p): Caller, req: Request
     Ok(resp)
 }
 
-pub async fn list(State(app): State<Arc<App>>, Caller(p): Caller) -> ApiResult {
-    require_admin(&app, &p).await?;
-    let clients = app.accounts().store.clients().await.map_err(ApiError::from)?;
+pub async fn list(State(acc): State<Arc<Accounts>>, Caller(p): Caller) -> ApiResult {
+    require_admin(&acc, &p).await?;
+    let clients = acc.store.clients().await.map_err(ApiError::from)?;
     Ok(axum::Json(Value::Array(clients.iter().map(view).collect())).into_response())
 }
 
-pub async fn delete(State(app): State<Arc<App>>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult {
-    require_admin(&app, &p).await?;
-    if !crate::api::oauth::is_client_id(&id) {
+pub async fn delete(State(acc): State<Arc<Accounts>>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult {
+    require_admin(&acc, &p).await?;
+    if !crate::api::client_auth::is_client_id(&id) {
         return Err(ApiError::NotFound("client").into());
     }
     let now = now_secs() as i64;
-    let cutoff = crate::api::oauth::client_cutoff(&app.config, now);
-    if !app.accounts().store.revoke_client(&id, now, cutoff).await.map_err(ApiError::from)? {
+    let cutoff = crate::api::client_auth::client_cutoff(&acc.config, now);
+    if !acc.store.revoke_client(&id, now, cutoff).await.map_err(ApiError::from)? {
         return Err(ApiError::NotFound("client").into());
     }
     // The store announces the cut-off to the other replicas; this one applies it at once.
-    app.auth.revocations.apply(Revocation::User { user_id: id, after: cutoff });
+    acc.auth.revocations.apply(Revocation::User { user_id: id, after: cutoff });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The caller's live account must hold the admin role: a demoted admin's unexpired token must
 /// not keep the power to mint credentials.
-async fn require_admin(app: &App, p: &Principal) -> ApiResult<()> {
-    let role = &app.config.accounts.admin_role;
-    let user = app.accounts().store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
+async fn require_admin(acc: &Accounts, p: &Principal) -> ApiResult<()> {
+    let role = &acc.config.accounts.admin_role;
+    let user = acc.store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
     if user.role != *role {
         return Err(AccessError::MissingRole { roles: vec![role.clone()] }.into());
     }

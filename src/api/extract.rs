@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::app::App;
+use super::Accounts;
 use crate::auth::principal::Principal;
 use crate::body::Body;
 use crate::error::{ApiError, AuthError, Error};
@@ -50,15 +50,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 /// address. Refused with 415 before the body is read.
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<Arc<App>> for Json<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<Accounts>> for Json<T> {
     type Rejection = Error;
-    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, acc: &Arc<Accounts>) -> Result<Self, Self::Rejection> {
         let declared = match req.headers().get(http::header::CONTENT_TYPE) {
             None => false,
             Some(value) if is_json(value) => true,
             Some(_) => return Err(ApiError::UnsupportedMediaType.into()),
         };
-        let limit = app.config.accounts.max_body_bytes;
+        let limit = acc.config.accounts.max_body_bytes;
         let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
             ApiError::validation("body", format!("the body is larger than {} KiB or unreadable", limit / 1024))
         })?;
@@ -105,16 +105,15 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 /// The caller, proven by a Gatehouse access token (`Authorization: Bearer`).
 pub struct Caller(pub Arc<Principal>);
 
-impl FromRequestParts<Arc<App>> for Caller {
+impl FromRequestParts<Arc<Accounts>> for Caller {
     type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
-        let principal = crate::auth::identify::identify(&app.auth, &parts.headers, ip)
+    async fn from_request_parts(parts: &mut Parts, acc: &Arc<Accounts>) -> Result<Self, Self::Rejection> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, acc).await?;
+        let principal = crate::auth::identify::identify(&acc.auth, &parts.headers, ip)
             .await?
             .ok_or(AuthError::MissingCredentials)?;
-        let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());
         // A user's session only: a key cannot mint keys, and a client token has no user.
-        if own != Some(principal.issuer.as_str())
+        if principal.issuer != acc.tokens.issuer
             || principal.method != crate::auth::principal::AuthMethod::Jwt
             || principal.kind != crate::auth::principal::PrincipalKind::User
         {
@@ -129,21 +128,20 @@ impl FromRequestParts<Arc<App>> for Caller {
 /// that creates or changes credentials takes a [`Caller`].
 pub struct Holder(pub Arc<Principal>);
 
-impl FromRequestParts<Arc<App>> for Holder {
+impl FromRequestParts<Arc<Accounts>> for Holder {
     type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, acc: &Arc<Accounts>) -> Result<Self, Self::Rejection> {
         use crate::auth::principal::AuthMethod;
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
-        let principal = crate::auth::identify::identify(&app.auth, &parts.headers, ip)
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, acc).await?;
+        let principal = crate::auth::identify::identify(&acc.auth, &parts.headers, ip)
             .await?
             .ok_or(AuthError::MissingCredentials)?;
-        let own = app.config.tokens.as_ref().map(|t| t.issuer.as_str());
         let user = match principal.method {
             AuthMethod::ApiKey | AuthMethod::Pat => true,
             AuthMethod::Jwt => principal.kind == crate::auth::principal::PrincipalKind::User,
             AuthMethod::ClientCredentials => false,
         };
-        if own != Some(principal.issuer.as_str()) || !user {
+        if principal.issuer != acc.tokens.issuer || !user {
             return Err(AuthError::InvalidToken("this endpoint takes a Gatehouse access token or key".into()).into());
         }
         Ok(Holder(principal))
@@ -151,8 +149,8 @@ impl FromRequestParts<Arc<App>> for Holder {
 }
 
 /// Refuses the request with 429 when the client IP has used its quota.
-pub fn rate_limit(app: &App, ip: ClientIp) -> ApiResult<()> {
-    match app.accounts().limiter.check(ip.0) {
+pub fn rate_limit(acc: &Accounts, ip: ClientIp) -> ApiResult<()> {
+    match acc.limiter.check(ip.0) {
         Ok(()) => Ok(()),
         Err(retry_after) => Err(Error::RateLimited { retry_after }),
     }

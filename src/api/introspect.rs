@@ -6,21 +6,21 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use serde_json::{Map, Value, json};
 
+use super::Accounts;
+use super::client_auth::{self, OAuthForm, Presented};
 use super::extract::{ApiResult, ClientIp};
-use super::oauth::{self, OAuthForm, Presented};
-use crate::app::App;
 use crate::auth::principal::{Principal, PrincipalKind};
 
 /// Any client may introspect any token: resource servers are clients too. Tokens are judged
 /// exactly as the proxy judges them (leeway, revocations, key caches), so `active` means "the
 /// proxy would accept it now". Refresh tokens are reported inactive: the store can only check
 /// one by using it up, and only the user's app ever holds them.
-pub async fn introspect(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> ApiResult {
-    let form = OAuthForm::read(&app, req).await?;
+pub async fn introspect(State(acc): State<Arc<Accounts>>, ip: ClientIp, req: Request) -> ApiResult {
+    let form = OAuthForm::read(&acc, req).await?;
     // `token_type_hint` is not needed: every kind of token is recognisable by its shape.
     let token = form.require("token")?;
-    oauth::authenticate(&app, &form).await?;
-    let answer = match oauth::classify(&app, token, ip.0).await? {
+    client_auth::authenticate(&acc, &form).await?;
+    let answer = match client_auth::classify(&acc, token, ip.0).await? {
         Presented::Key(p) => {
             let mut out = common(&p);
             if let Some(exp) = p.expires_at {
@@ -45,7 +45,7 @@ pub async fn introspect(State(app): State<Arc<App>>, ip: ClientIp, req: Request)
         }
         Presented::Refresh(_) | Presented::Invalid => json!({"active": false}),
     };
-    Ok(oauth::no_store(answer))
+    Ok(client_auth::no_store(answer))
 }
 
 /// The fields every live token has. `token_type` is the OAuth type (RFC 6749 §7.1), the same

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
+use super::Accounts;
 use super::extract::{ApiResult, ClientIp, Json};
 use super::session;
-use crate::app::App;
 use crate::auth::password::Checked;
 use crate::error::{ApiError, Error};
 use crate::store::{LoginAttempt, LoginOutcome, User};
@@ -25,7 +25,7 @@ pub struct Login {
     password: String,
 }
 
-pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<Login>) -> ApiResult {
+pub async fn login(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Login>) -> ApiResult {
     let Some(identifier) = body.email.or(body.username).or(body.login).map(|s| s.trim().to_lowercase()) else {
         return Err(ApiError::validation("email", "email or username is required").into());
     };
@@ -34,13 +34,12 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
     if identifier.is_empty() || identifier.len() > 254 || identifier.chars().any(char::is_control) {
         return Err(ApiError::validation("email", "must be an email address or username").into());
     }
-    if body.password.is_empty() || body.password.len() > app.config.accounts.max_password_length {
+    if body.password.is_empty() || body.password.len() > acc.config.accounts.max_password_length {
         return Err(ApiError::validation("password", "is required").into());
     }
-    let accounts = app.accounts();
     let now = crate::clock::now_secs() as i64;
     let audit = |user_id: Option<String>, outcome: LoginOutcome| {
-        let store = accounts.store.clone();
+        let store = acc.store.clone();
         let attempt =
             LoginAttempt { at: now, client_ip: ip.0.to_string(), identifier: identifier.clone(), user_id, outcome };
         async move {
@@ -50,16 +49,16 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
         }
     };
 
-    if let Err(retry_after) = accounts.limiter.check(ip.0) {
+    if let Err(retry_after) = acc.limiter.check(ip.0) {
         audit(None, LoginOutcome::RateLimited).await;
         return Err(Error::RateLimited { retry_after });
     }
-    let store = &accounts.store;
+    let store = &acc.store;
     let user = store.user_by_login(&identifier).await.map_err(ApiError::from)?;
     let key = lockout_key(user.as_ref(), &identifier);
     // The same argon2 work runs whether or not the account exists.
     let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let checked = match check_password(&app, &key, &body.password, hash, now).await? {
+    let checked = match check_password(&acc, &key, &body.password, hash, now).await? {
         Attempt::Locked { retry_after } => {
             audit(None, LoginOutcome::Locked).await;
             return Err(ApiError::AccountLocked { retry_after }.into());
@@ -75,13 +74,13 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
             return Err(ApiError::InvalidCredentials.into());
         }
     };
-    if let Err(e) = super::verify_email::require_verified(&app, &user) {
+    if let Err(e) = super::verify_email::require_verified(&acc, &user) {
         audit(Some(user.id.clone()), LoginOutcome::EmailNotVerified).await;
         return Err(e);
     }
     if checked.needs_rehash {
         // Imported bcrypt (or weaker argon2) hashes become argon2id on the first good login.
-        match accounts.passwords.hash(&body.password).await {
+        match acc.passwords.hash(&body.password).await {
             Ok(hash) => {
                 store.set_password(&user.id, &hash, now, None).await.map_err(ApiError::from)?;
             }
@@ -92,7 +91,7 @@ pub async fn login(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<L
     audit(Some(user.id.clone()), LoginOutcome::Success).await;
     let mut user = user;
     user.last_login_at = Some(now);
-    Ok(axum::Json(session::start(&app, &user, now).await?).into_response())
+    Ok(axum::Json(session::start(&acc, &user, now).await?).into_response())
 }
 
 /// What the lockout counts against: the account, so its email and username share one
@@ -118,17 +117,22 @@ pub enum Attempt {
 /// parallel guesses cannot all slip past a check made before any of them was counted. A
 /// right password clears the count; a wrong one stays counted. Login and change-password
 /// share this, and with it one counter per account.
-pub async fn check_password(app: &App, key: &str, password: &str, hash: Option<&str>, now: i64) -> ApiResult<Attempt> {
-    let accounts = app.accounts();
-    let cfg = &app.config.rate_limit;
+pub async fn check_password(
+    acc: &Accounts,
+    key: &str,
+    password: &str,
+    hash: Option<&str>,
+    now: i64,
+) -> ApiResult<Attempt> {
+    let cfg = &acc.config.rate_limit;
     let threshold = i64::from(cfg.lockout_after);
     let lock_secs = i64::from(cfg.lockout_minutes) * 60;
-    if let Some(until) = accounts.store.reserve_attempt(key, now, threshold, lock_secs).await.map_err(ApiError::from)? {
+    if let Some(until) = acc.store.reserve_attempt(key, now, threshold, lock_secs).await.map_err(ApiError::from)? {
         return Ok(Attempt::Locked { retry_after: Duration::from_secs((until - now).max(1) as u64) });
     }
-    let checked = accounts.passwords.check(password, hash).await.map_err(ApiError::from)?;
+    let checked = acc.passwords.check(password, hash).await.map_err(ApiError::from)?;
     if checked.ok {
-        accounts.store.clear_failures(key).await.map_err(ApiError::from)?;
+        acc.store.clear_failures(key).await.map_err(ApiError::from)?;
     }
     Ok(Attempt::Checked(checked))
 }

@@ -7,24 +7,24 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use super::Accounts;
 use super::extract::{ApiResult, Caller};
-use crate::app::App;
 use crate::error::ApiError;
 use crate::store::Revocation;
 
-pub async fn logout(State(app): State<Arc<App>>, Caller(p): Caller) -> ApiResult {
-    let store = &app.accounts().store;
+pub async fn logout(State(acc): State<Arc<Accounts>>, Caller(p): Caller) -> ApiResult {
+    let store = &acc.store;
     let now = crate::clock::now_secs() as i64;
     let until = p.expires_at.map(|e| e as i64).unwrap_or(now);
-    let access_ttl = app.config.tokens.as_ref().map(|t| t.access_ttl.as_secs() as i64).unwrap_or(0);
+    let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
     if let Some(jti) = &p.token_id {
         store.revoke_token(jti, until, now).await.map_err(ApiError::from)?;
         // This replica refuses it at once; others learn it from the store.
-        app.auth.revocations.apply(Revocation::Token { jti: jti.clone(), until });
+        acc.auth.revocations.apply(Revocation::Token { jti: jti.clone(), until });
     }
     if let Some(sid) = &p.session_id {
         store.revoke_family(sid, now, access_ttl).await.map_err(ApiError::from)?;
-        app.auth.revocations.apply(Revocation::Session { family_id: sid.clone(), until: now + access_ttl });
+        acc.auth.revocations.apply(Revocation::Session { family_id: sid.clone(), until: now + access_ttl });
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,14 +7,14 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::Accounts;
 use super::extract::{ApiResult, Caller, Holder, Json};
 use super::{session, validate};
-use crate::app::App;
 use crate::error::ApiError;
 use crate::store::ProfileUpdate;
 
-pub async fn get(State(app): State<Arc<App>>, Holder(p): Holder) -> ApiResult {
-    let user = app.accounts().store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
+pub async fn get(State(acc): State<Arc<Accounts>>, Holder(p): Holder) -> ApiResult {
+    let user = acc.store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
     Ok(axum::Json(session::user_json(&user)).into_response())
 }
 
@@ -50,7 +50,7 @@ fn text(field: &str, v: Option<Option<String>>, max: usize) -> Result<Option<Opt
     v.map(|inner| validate::text(field, inner, max)).transpose()
 }
 
-pub async fn patch(State(app): State<Arc<App>>, Caller(p): Caller, Json(body): Json<Patch>) -> ApiResult {
+pub async fn patch(State(acc): State<Arc<Accounts>>, Caller(p): Caller, Json(body): Json<Patch>) -> ApiResult {
     let username = match body.username {
         Some(Some(u)) => Some(Some(validate::username(&u)?)),
         other => other,
@@ -77,6 +77,6 @@ pub async fn patch(State(app): State<Arc<App>>, Caller(p): Caller, Json(body): J
         profile,
     };
     let now = crate::clock::now_secs() as i64;
-    let user = app.accounts().store.update_profile(&p.subject, &update, now).await.map_err(ApiError::from)?;
+    let user = acc.store.update_profile(&p.subject, &update, now).await.map_err(ApiError::from)?;
     Ok(axum::Json(session::user_json(&user)).into_response())
 }

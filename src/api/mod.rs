@@ -1,15 +1,14 @@
-//! Gatehouse's own endpoints, answered before anything is proxied: health, readiness,
-//! metrics, the public keys of its own tokens and discovery, and the auth API (one file
-//! per resource, routed by axum). Forward-auth is the proxy's (`proxy::forward_auth`).
+//! The auth API under `accounts.prefix`: accounts, sessions, keys and OAuth2 clients, one
+//! file per resource, routed by axum. [`AuthApi`] is its state, whole or absent.
 
 pub mod api_keys;
+pub mod client_auth;
 pub mod clients;
 pub mod extract;
 pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod me;
-pub mod oauth;
 pub mod password;
 pub mod refresh;
 pub mod register;
@@ -21,111 +20,89 @@ pub mod verify_email;
 
 use std::sync::Arc;
 
+use aws_lc_rs::hmac;
 use axum::routing::{delete, get, post};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use serde_json::json;
-
-use crate::app::App;
-use crate::body::{self, Body};
+use crate::auth::Auth;
+use crate::auth::api_key::ApiKeys;
+use crate::auth::own_keys::OwnKeys;
+use crate::auth::password::Passwords;
+use crate::config::{Config, TokensConfig};
 use crate::error::{Error, RequestError};
-use crate::telemetry::AccessLog;
+use crate::limits::Limiter;
+use crate::mail::Mailer;
+use crate::store::Store;
 
-/// Answers `req` if it is for one of Gatehouse's own endpoints; `None` means proxy it.
-pub async fn route<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Option<Response<Body>> {
-    let resp = match req.uri().path() {
-        "/healthz" => only_get(req, || json_response(StatusCode::OK, &json!({"status": "ok"}))),
-        "/readyz" => only_get(req, || {
-            if app.auth.is_ready() {
-                json_response(StatusCode::OK, &json!({"status": "ready"}))
-            } else {
-                Error::NotReady.to_response()
-            }
-        }),
-        "/metrics" if app.config.server.metrics_listen.is_none() => only_get(req, || metrics(app)),
-        "/.well-known/jwks.json" => only_get(req, || {
-            let keys = app.auth.own.as_ref().map(|o| o.ring().jwks.clone()).unwrap_or_default();
-            let mut r = json_response(StatusCode::OK, &json!({"keys": keys}));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-            r
-        }),
-        // OIDC discovery and RFC 8414 metadata: one document, so resource servers and OAuth
-        // libraries find the JWKS and the client-credentials endpoints either way.
-        "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server"
-            if app.config.tokens.is_some() =>
-        {
-            only_get(req, || json_response(StatusCode::OK, &metadata(app)))
-        }
-        _ => return None,
-    };
-    if let Some(code) = (!resp.status().is_success()).then(|| error_code(&resp)) {
-        log.error = code;
+/// Everything the auth API's handlers use. Built only beside [`crate::auth::Issued`], so no
+/// handler can meet a missing part.
+pub struct Accounts {
+    pub config: Arc<Config>,
+    /// The verifiers, for the bearer credential of a request and for revocations.
+    pub auth: Arc<Auth>,
+    pub tokens: TokensConfig,
+    pub store: Arc<dyn Store>,
+    pub own: Arc<OwnKeys>,
+    pub keys: Arc<ApiKeys>,
+    pub passwords: Passwords,
+    pub limiter: Arc<Limiter>,
+    /// `POST /auth/token`, per client IP, at the same rate but with its own quota: machine
+    /// clients fetching tokens and people logging in from one address do not starve each other.
+    pub token_limiter: Arc<Limiter>,
+    pub mailer: Mailer,
+    /// Derives a refresh token's child from it (see [`session`]).
+    pub refresh_key: hmac::Key,
+}
+
+/// The mounted auth API: its state and the router, built once at start.
+pub struct AuthApi {
+    pub accounts: Arc<Accounts>,
+    router: axum::Router,
+}
+
+impl AuthApi {
+    /// `None` when Gatehouse issues no tokens (no `[tokens]`): then there is no auth API.
+    pub async fn build(config: &Arc<Config>, auth: &Arc<Auth>) -> anyhow::Result<Option<Self>> {
+        let Some(issued) = &auth.issued else { return Ok(None) };
+        let accounts = Arc::new(Accounts {
+            config: config.clone(),
+            auth: auth.clone(),
+            tokens: issued.tokens.clone(),
+            store: issued.store.clone(),
+            own: issued.own.clone(),
+            keys: issued.keys.clone(),
+            passwords: Passwords::new(config.accounts.hash_concurrency),
+            limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
+            token_limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
+            mailer: Mailer::from_config(config)?,
+            refresh_key: hmac::Key::new(hmac::HMAC_SHA256, &issued.own.refresh_secret().await?),
+        });
+        let router = router(&config.accounts.prefix, accounts.clone());
+        Ok(Some(AuthApi { accounts, router }))
     }
-    Some(resp)
-}
 
-fn metrics(app: &App) -> Response<Body> {
-    let mut r = Response::new(body::full(app.metrics.render(&app.auth)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    r
-}
-
-/// The whole of `server.metrics_listen`: `/metrics`, and 404 for anything else.
-pub fn metrics_listener<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    match req.uri().path() {
-        "/metrics" => only_get(req, || metrics(app)),
-        _ => Error::from(RequestError::NotFound).to_response(),
+    /// Whether `path` is the auth API's: the prefix itself or anything below it.
+    pub fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(self.accounts.config.accounts.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
-}
 
-fn metadata(app: &App) -> serde_json::Value {
-    let tokens = app.config.tokens.as_ref().expect("metadata is served only with [tokens]");
-    let issuer = tokens.issuer.trim_end_matches('/');
-    let api = format!("{issuer}{}", app.config.accounts.prefix);
-    let client_auth = ["client_secret_basic", "client_secret_post"];
-    json!({
-        "issuer": tokens.issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "token_endpoint": format!("{api}/token"),
-        "introspection_endpoint": format!("{api}/introspect"),
-        "revocation_endpoint": format!("{api}/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": client_auth,
-        "introspection_endpoint_auth_methods_supported": client_auth,
-        "revocation_endpoint_auth_methods_supported": client_auth,
-        "id_token_signing_alg_values_supported": [format!("{:?}", tokens.algorithm)],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-    })
-}
+    /// The router, to be called once per request (a clone shares the routes).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
 
-fn error_code(resp: &Response<Body>) -> Option<&'static str> {
-    match resp.status() {
-        StatusCode::METHOD_NOT_ALLOWED => Some("method_not_allowed"),
-        StatusCode::SERVICE_UNAVAILABLE => Some("not_ready"),
-        _ => None,
+    /// The per-IP limiters forget idle addresses.
+    pub fn spawn_maintenance(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.accounts.limiter.clone().prune()),
+            tokio::spawn(self.accounts.token_limiter.clone().prune()),
+        ]
     }
 }
 
-fn only_get<B>(req: &Request<B>, f: impl FnOnce() -> Response<Body>) -> Response<Body> {
-    if req.method() == Method::GET || req.method() == Method::HEAD {
-        f()
-    } else {
-        Error::from(RequestError::MethodNotAllowed).to_response()
-    }
-}
-
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(body::full(serde_json::to_vec(value).expect("JSON serialises")));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-/// The auth API's router, under `accounts.prefix`. Unknown paths and methods answer in
-/// the error shape too.
-pub fn accounts_router(app: Arc<App>) -> axum::Router {
-    let p = app.config.accounts.prefix.clone();
+/// The auth API's router, under `prefix`. Unknown paths and methods answer in the error
+/// shape too.
+fn router(p: &str, accounts: Arc<Accounts>) -> axum::Router {
     let not_found = || async { Error::from(RequestError::NotFound) };
     let not_allowed = || async { Error::from(RequestError::MethodNotAllowed) };
     axum::Router::new()
@@ -150,5 +127,5 @@ pub fn accounts_router(app: Arc<App>) -> axum::Router {
         .route(&format!("{p}/clients/{{id}}"), delete(clients::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
-        .with_state(app)
+        .with_state(accounts)
 }

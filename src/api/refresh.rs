@@ -8,9 +8,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
+use super::Accounts;
 use super::extract::{ApiResult, Json};
 use super::session;
-use crate::app::App;
 use crate::error::ApiError;
 use crate::store::RefreshUse;
 
@@ -19,29 +19,27 @@ pub struct Refresh {
     refresh_token: String,
 }
 
-pub async fn refresh(State(app): State<Arc<App>>, Json(body): Json<Refresh>) -> ApiResult {
+pub async fn refresh(State(acc): State<Arc<Accounts>>, Json(body): Json<Refresh>) -> ApiResult {
     let token = body.refresh_token.trim();
     if !session::is_refresh_token(token) {
         return Err(ApiError::InvalidRefreshToken.into());
     }
-    let accounts = app.accounts();
     let now = crate::clock::now_secs() as i64;
-    let grace = app.config.accounts.refresh_grace.as_secs() as i64;
-    let access_ttl = app.config.tokens.as_ref().map(|t| t.access_ttl.as_secs() as i64).unwrap_or(0);
+    let grace = acc.config.accounts.refresh_grace.as_secs() as i64;
+    let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
     let outcome =
-        accounts.store.use_refresh(&session::digest_of(token), now, grace, access_ttl).await.map_err(ApiError::from)?;
+        acc.store.use_refresh(&session::digest_of(token), now, grace, access_ttl).await.map_err(ApiError::from)?;
     let (id, user_id, family_id, replay) = match outcome {
         RefreshUse::Rotated { id, user_id, family_id } => (id, user_id, family_id, false),
         RefreshUse::Replayed { id, user_id, family_id } => (id, user_id, family_id, true),
         RefreshUse::Reused { family_id } => {
             tracing::warn!(family = %family_id, "refresh token reused: session revoked");
-            app.auth.revocations.apply(crate::store::Revocation::Session { family_id, until: now + access_ttl });
+            acc.auth.revocations.apply(crate::store::Revocation::Session { family_id, until: now + access_ttl });
             return Err(ApiError::InvalidRefreshToken.into());
         }
         RefreshUse::Invalid => return Err(ApiError::InvalidRefreshToken.into()),
     };
-    let user =
-        accounts.store.user_by_id(&user_id).await.map_err(ApiError::from)?.ok_or(ApiError::InvalidRefreshToken)?;
-    super::verify_email::require_verified(&app, &user)?;
-    Ok(axum::Json(session::next(&app, &user, &family_id, &id, token, replay, now).await?).into_response())
+    let user = acc.store.user_by_id(&user_id).await.map_err(ApiError::from)?.ok_or(ApiError::InvalidRefreshToken)?;
+    super::verify_email::require_verified(&acc, &user)?;
+    Ok(axum::Json(session::next(&acc, &user, &family_id, &id, token, replay, now).await?).into_response())
 }

@@ -8,9 +8,9 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::Accounts;
 use super::extract::{ApiResult, ClientIp, Json, rate_limit};
 use super::{session, validate};
-use crate::app::App;
 use crate::error::ApiError;
 use crate::store::NewUser;
 
@@ -28,9 +28,9 @@ pub struct Register {
     profile: Option<Map<String, Value>>,
 }
 
-pub async fn register(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<Register>) -> ApiResult {
-    rate_limit(&app, ip)?;
-    let cfg = &app.config.accounts;
+pub async fn register(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Register>) -> ApiResult {
+    rate_limit(&acc, ip)?;
+    let cfg = &acc.config.accounts;
     if !cfg.registration {
         return Err(ApiError::RegistrationClosed.into());
     }
@@ -45,11 +45,9 @@ pub async fn register(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Jso
     if Value::Object(profile.clone()).to_string().len() > 8 * 1024 {
         return Err(ApiError::validation("profile", "is larger than 8 KiB").into());
     }
-
-    let accounts = app.accounts();
-    let password_hash = accounts.passwords.hash(&body.password).await.map_err(ApiError::from)?;
+    let password_hash = acc.passwords.hash(&body.password).await.map_err(ApiError::from)?;
     let now = crate::clock::now_secs() as i64;
-    let user = accounts
+    let user = acc
         .store
         .create_user(NewUser {
             id: session::new_id(),
@@ -68,7 +66,7 @@ pub async fn register(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Jso
         })
         .await
         .map_err(ApiError::from)?;
-    super::verify_email::send_later(&app, user.clone());
-    let body = session::start(&app, &user, now).await?;
+    super::verify_email::send_later(&acc, user.clone());
+    let body = session::start(&acc, &user, now).await?;
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }

@@ -7,10 +7,10 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use super::Accounts;
+use super::client_auth::{self, OAuthForm, Presented};
 use super::extract::{ApiResult, ClientIp};
-use super::oauth::{self, OAuthForm, Presented};
 use super::session;
-use crate::app::App;
 use crate::auth::principal::{Principal, PrincipalKind};
 use crate::clock::now_secs;
 use crate::error::{ApiError, OAuthError};
@@ -23,24 +23,24 @@ use crate::store::{Client, RefreshUse, Revocation};
 /// non-admin client is left alone with 200 (none is ever issued to a client, and checking one
 /// would use it up); an external issuer's token gets `unsupported_token_type`: only its issuer
 /// can revoke it.
-pub async fn revoke(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> ApiResult {
-    let form = OAuthForm::read(&app, req).await?;
+pub async fn revoke(State(acc): State<Arc<Accounts>>, ip: ClientIp, req: Request) -> ApiResult {
+    let form = OAuthForm::read(&acc, req).await?;
     // `token_type_hint` only speeds up a search; here the token's shape already tells.
     let token = form.require("token")?;
-    let client = oauth::authenticate(&app, &form).await?;
-    let admin = client.scopes.contains(&app.config.clients.admin_scope);
-    match oauth::classify(&app, token, ip.0).await? {
+    let client = client_auth::authenticate(&acc, &form).await?;
+    let admin = client.scopes.contains(&acc.config.clients.admin_scope);
+    match client_auth::classify(&acc, token, ip.0).await? {
         Presented::Invalid => {}
         Presented::Key(p) => {
             allowed(admin, "API keys and personal access tokens belong to users")?;
-            revoke_key(&app, &p).await?;
+            revoke_key(&acc, &p).await?;
         }
         // Not checked for a non-admin: that would use the token up. RFC 7009 §2.2 answers 200
         // for invalid tokens, and a refresh-shaped string may be one, so no refusal either.
-        Presented::Refresh(token) if admin => revoke_refresh(&app, &token).await?,
+        Presented::Refresh(token) if admin => revoke_refresh(&acc, &token).await?,
         Presented::Refresh(_) => {}
         Presented::Jwt(p, _) => {
-            if !oauth::is_own(&app, &p) {
+            if !client_auth::is_own(&acc, &p) {
                 return Err(
                     OAuthError::UnsupportedTokenType("only the issuer of this token can revoke it".into()).into()
                 );
@@ -48,7 +48,7 @@ pub async fn revoke(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> 
             if !issued_to(&p, &client) {
                 allowed(admin, "this token was not issued to this client")?;
             }
-            revoke_jwt(&app, &p).await?;
+            revoke_jwt(&acc, &p).await?;
         }
     }
     Ok(StatusCode::OK.into_response())
@@ -62,8 +62,8 @@ fn allowed(admin: bool, why: &'static str) -> Result<(), OAuthError> {
     if admin { Ok(()) } else { Err(OAuthError::UnauthorizedClient(why.into())) }
 }
 
-async fn revoke_jwt(app: &App, p: &Principal) -> ApiResult<()> {
-    let store = &app.accounts().store;
+async fn revoke_jwt(acc: &Accounts, p: &Principal) -> ApiResult<()> {
+    let store = &acc.store;
     let now = now_secs() as i64;
     // Tokens signed by `gatehouse token` carry no jti: there is nothing to name them by.
     let Some(jti) = &p.token_id else {
@@ -73,20 +73,20 @@ async fn revoke_jwt(app: &App, p: &Principal) -> ApiResult<()> {
     };
     let until = p.expires_at.map_or(now, |e| e as i64);
     store.revoke_token(jti, until, now).await.map_err(ApiError::from)?;
-    app.auth.revocations.apply(Revocation::Token { jti: jti.clone(), until });
+    acc.auth.revocations.apply(Revocation::Token { jti: jti.clone(), until });
     if let Some(sid) = &p.session_id {
         // A user's access token ends its session too, as logout does.
-        let access_ttl = app.config.tokens.as_ref().map_or(0, |t| t.access_ttl.as_secs() as i64);
+        let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
         store.revoke_family(sid, now, access_ttl).await.map_err(ApiError::from)?;
-        app.auth.revocations.apply(Revocation::Session { family_id: sid.clone(), until: now + access_ttl });
+        acc.auth.revocations.apply(Revocation::Session { family_id: sid.clone(), until: now + access_ttl });
     }
     Ok(())
 }
 
-async fn revoke_refresh(app: &App, token: &str) -> ApiResult<()> {
-    let store = &app.accounts().store;
+async fn revoke_refresh(acc: &Accounts, token: &str) -> ApiResult<()> {
+    let store = &acc.store;
     let now = now_secs() as i64;
-    let access_ttl = app.config.tokens.as_ref().map_or(0, |t| t.access_ttl.as_secs() as i64);
+    let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
     // Using the token is the only way to find its family; the family dies right after, so the
     // use has no other effect. A token used before names its family all the same (the store
     // revokes that family itself).
@@ -99,16 +99,16 @@ async fn revoke_refresh(app: &App, token: &str) -> ApiResult<()> {
             RefreshUse::Reused { family_id } => family_id,
             RefreshUse::Invalid => return Ok(()),
         };
-    app.auth.revocations.apply(Revocation::Session { family_id, until: now + access_ttl });
+    acc.auth.revocations.apply(Revocation::Session { family_id, until: now + access_ttl });
     Ok(())
 }
 
-async fn revoke_key(app: &App, p: &Principal) -> ApiResult<()> {
-    let keys = app.auth.keys.as_ref().expect("API keys exist whenever the auth API does");
+async fn revoke_key(acc: &Accounts, p: &Principal) -> ApiResult<()> {
+    let keys = &acc.keys;
     let Some(id) = &p.token_id else { return Ok(()) };
     let now = now_secs() as i64;
     let until = now + keys.revocation_window();
-    if let Some(key) = app.accounts().store.revoke_api_key(id, None, now, until).await.map_err(ApiError::from)? {
+    if let Some(key) = acc.store.revoke_api_key(id, None, now, until).await.map_err(ApiError::from)? {
         keys.revoked(&key, until).await;
     }
     Ok(())

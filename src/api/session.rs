@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
+use super::Accounts;
 use super::extract::ApiResult;
-use crate::app::App;
 use crate::error::ApiError;
 use crate::store::{NewRefresh, User};
 
@@ -78,8 +78,8 @@ pub fn user_json(u: &User) -> Value {
 }
 
 /// Signs an access token for `user` in session `family_id`.
-fn access_token(app: &App, user: &User, family_id: &str, now: i64) -> (String, i64) {
-    let tokens = app.config.tokens.as_ref().expect("the auth API runs only with [tokens]");
+fn access_token(acc: &Accounts, user: &User, family_id: &str, now: i64) -> (String, i64) {
+    let tokens = &acc.tokens;
     let ttl = tokens.access_ttl.as_secs() as i64;
     let claims = json!({
         "iss": tokens.issuer,
@@ -96,12 +96,12 @@ fn access_token(app: &App, user: &User, family_id: &str, now: i64) -> (String, i
         "jti": new_id(),
         "sid": family_id,
     });
-    let own = app.auth.own.as_ref().expect("own keys with [tokens]");
+    let own = &acc.own;
     (own.ring().signing.sign(&claims), ttl)
 }
 
-fn pair(app: &App, user: &User, family_id: &str, refresh: &str, now: i64) -> Value {
-    let (access, ttl) = access_token(app, user, family_id, now);
+fn pair(acc: &Accounts, user: &User, family_id: &str, refresh: &str, now: i64) -> Value {
+    let (access, ttl) = access_token(acc, user, family_id, now);
     json!({
         "access_token": access,
         "refresh_token": refresh,
@@ -112,17 +112,17 @@ fn pair(app: &App, user: &User, family_id: &str, refresh: &str, now: i64) -> Val
 }
 
 /// A new session (login, register): a new refresh family.
-pub async fn start(app: &App, user: &User, now: i64) -> ApiResult<Value> {
+pub async fn start(acc: &Accounts, user: &User, now: i64) -> ApiResult<Value> {
     let refresh = format!("{REFRESH_PREFIX}{}", random_b64(32));
     let family_id = new_id();
-    store_refresh(app, user, &refresh, &family_id, None, now).await?;
-    Ok(pair(app, user, &family_id, &refresh, now))
+    store_refresh(acc, user, &refresh, &family_id, None, now).await?;
+    Ok(pair(acc, user, &family_id, &refresh, now))
 }
 
 /// The next pair of a session after `parent` was used. With `replay`, the child exists
 /// already and the same one is returned.
 pub async fn next(
-    app: &App,
+    acc: &Accounts,
     user: &User,
     family_id: &str,
     parent_id: &str,
@@ -130,24 +130,23 @@ pub async fn next(
     replay: bool,
     now: i64,
 ) -> ApiResult<Value> {
-    let child = child_of(&app.accounts().refresh_key, parent);
+    let child = child_of(&acc.refresh_key, parent);
     if !replay {
-        store_refresh(app, user, &child, family_id, Some(parent_id), now).await?;
+        store_refresh(acc, user, &child, family_id, Some(parent_id), now).await?;
     }
-    Ok(pair(app, user, family_id, &child, now))
+    Ok(pair(acc, user, family_id, &child, now))
 }
 
 async fn store_refresh(
-    app: &App,
+    acc: &Accounts,
     user: &User,
     token: &str,
     family_id: &str,
     parent: Option<&str>,
     now: i64,
 ) -> ApiResult<()> {
-    let ttl = app.config.tokens.as_ref().map(|t| t.refresh_ttl.as_secs() as i64).unwrap_or(0);
-    app.accounts()
-        .store
+    let ttl = acc.tokens.refresh_ttl.as_secs() as i64;
+    acc.store
         .insert_refresh(&NewRefresh {
             id: new_id(),
             hash: digest_of(token),

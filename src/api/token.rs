@@ -6,25 +6,25 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use serde_json::json;
 
+use super::Accounts;
+use super::client_auth::{self, OAuthForm};
 use super::extract::{ApiResult, ClientIp};
-use super::oauth::{self, OAuthForm};
 use super::session::new_id;
-use crate::app::App;
 use crate::auth::jwt::CLIENT_CREDENTIALS;
 use crate::clock::now_secs;
 use crate::error::{Error, OAuthError};
 
-pub async fn token(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> ApiResult {
+pub async fn token(State(acc): State<Arc<Accounts>>, ip: ClientIp, req: Request) -> ApiResult {
     // Counted before anything is read, so malformed requests use up the quota too.
-    if let Err(retry_after) = app.accounts().token_limiter.check(ip.0) {
+    if let Err(retry_after) = acc.token_limiter.check(ip.0) {
         return Err(Error::RateLimited { retry_after });
     }
-    let form = OAuthForm::read(&app, req).await?;
+    let form = OAuthForm::read(&acc, req).await?;
     let grant_type = form.require("grant_type")?;
     // Taken before the client is read: a token signed after a concurrent delete still carries
     // an `iat` inside the delete's cut-off, so it is refused.
     let now = now_secs() as i64;
-    let client = oauth::authenticate(&app, &form).await?;
+    let client = client_auth::authenticate(&acc, &form).await?;
     if grant_type != CLIENT_CREDENTIALS {
         return Err(OAuthError::UnsupportedGrantType.into());
     }
@@ -48,8 +48,8 @@ pub async fn token(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> A
             scopes
         }
     };
-    let tokens = app.config.tokens.as_ref().expect("the auth API runs only with [tokens]");
-    let ttl = app.config.clients.token_ttl.as_secs() as i64;
+    let tokens = &acc.tokens;
+    let ttl = acc.config.clients.token_ttl.as_secs() as i64;
     let scope = scopes.join(" ");
     // `gty` makes the verifier treat it as a client's token (X-Auth-Method: client_credentials);
     // `sub` is the client id, so deleting the client cuts off every token at once.
@@ -65,9 +65,9 @@ pub async fn token(State(app): State<Arc<App>>, ip: ClientIp, req: Request) -> A
         "exp": now + ttl,
         "jti": new_id(),
     });
-    let own = app.auth.own.as_ref().expect("own keys with [tokens]");
+    let own = &acc.own;
     let access_token = own.ring().signing.sign(&claims);
-    Ok(oauth::no_store(json!({
+    Ok(client_auth::no_store(json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": ttl,

@@ -8,9 +8,9 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Accounts;
 use super::extract::{ApiResult, Caller, ClientIp, Json, rate_limit};
 use super::session;
-use crate::app::App;
 use crate::error::{AccessError, ApiError, Error};
 use crate::store::User;
 
@@ -20,15 +20,14 @@ pub struct Verify {
 }
 
 /// `POST /auth/verify-email {token}`.
-pub async fn verify(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<Verify>) -> ApiResult {
-    rate_limit(&app, ip)?;
+pub async fn verify(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Verify>) -> ApiResult {
+    rate_limit(&acc, ip)?;
     let token = body.token.trim();
     if token.len() < 48 || token.len() > 128 {
         return Err(ApiError::InvalidVerificationToken.into());
     }
     let now = crate::clock::now_secs() as i64;
-    let user = app
-        .accounts()
+    let user = acc
         .store
         .consume_email_verification(&session::digest_of(token), now)
         .await?
@@ -42,9 +41,9 @@ pub async fn verify(State(app): State<Arc<App>>, ip: ClientIp, Json(body): Json<
 }
 
 /// `POST /auth/verify-email/resend`: a new link for the signed-in user; older links stop working.
-pub async fn resend(State(app): State<Arc<App>>, ip: ClientIp, Caller(p): Caller) -> ApiResult {
-    rate_limit(&app, ip)?;
-    let user = app.accounts().store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
+pub async fn resend(State(acc): State<Arc<Accounts>>, ip: ClientIp, Caller(p): Caller) -> ApiResult {
+    rate_limit(&acc, ip)?;
+    let user = acc.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
     if user.email_verified {
         return Ok(axum::Json(json!({
             "success": true,
@@ -53,7 +52,7 @@ pub async fn resend(State(app): State<Arc<App>>, ip: ClientIp, Caller(p): Caller
         }))
         .into_response());
     }
-    send_link(&app, &user).await?;
+    send_link(&acc, &user).await?;
     Ok(axum::Json(json!({
         "success": true,
         "email_verified": false,
@@ -64,18 +63,17 @@ pub async fn resend(State(app): State<Arc<App>>, ip: ClientIp, Caller(p): Caller
 
 /// Mails `user` a verification link, after the caller has answered (registration should not
 /// wait for, or fail because of, an SMTP server).
-pub fn send_later(app: &Arc<App>, user: User) {
-    let app = app.clone();
+pub fn send_later(acc: &Arc<Accounts>, user: User) {
+    let acc = acc.clone();
     tokio::spawn(async move {
-        if let Err(e) = send_link(&app, &user).await {
+        if let Err(e) = send_link(&acc, &user).await {
             tracing::warn!(error = %e, user = %user.id, "verification mail could not be prepared");
         }
     });
 }
 
-async fn send_link(app: &App, user: &User) -> Result<(), ApiError> {
-    let accounts = app.accounts();
-    if !accounts.mailer.delivers() {
+async fn send_link(acc: &Accounts, user: &User) -> Result<(), ApiError> {
+    if !acc.mailer.delivers() {
         // The log must never hold a token, so without SMTP or an outbox nothing is created.
         tracing::warn!(
             user = %user.id,
@@ -85,17 +83,14 @@ async fn send_link(app: &App, user: &User) -> Result<(), ApiError> {
     }
     let token = session::random_b64(36);
     let now = crate::clock::now_secs() as i64;
-    let ttl = app.config.accounts.verify_ttl.as_secs() as i64;
-    accounts
-        .store
-        .create_email_verification(&session::digest_of(&token), &user.id, &user.email, now, now + ttl)
-        .await?;
-    let link = match &app.config.accounts.verify_url {
+    let ttl = acc.config.accounts.verify_ttl.as_secs() as i64;
+    acc.store.create_email_verification(&session::digest_of(&token), &user.id, &user.email, now, now + ttl).await?;
+    let link = match &acc.config.accounts.verify_url {
         Some(base) => format!("{base}{}token={token}", if base.contains('?') { '&' } else { '?' }),
         None => token,
     };
     let body = format!("Confirm your email address by opening this link within {}:\n{link}\n", for_humans(ttl));
-    accounts.mailer.send(&user.email, "Verify your email address", &body).await.map_err(|e| {
+    acc.mailer.send(&user.email, "Verify your email address", &body).await.map_err(|e| {
         tracing::error!(error = %e, user = %user.id, "verification mail not delivered");
         ApiError::Internal
     })
@@ -110,8 +105,8 @@ fn for_humans(secs: i64) -> String {
 }
 
 /// `accounts.require_verified_email` at sign-in (login, refresh).
-pub fn require_verified(app: &App, user: &User) -> Result<(), Error> {
-    if app.config.accounts.require_verified_email && !user.email_verified {
+pub fn require_verified(acc: &Accounts, user: &User) -> Result<(), Error> {
+    if acc.config.accounts.require_verified_email && !user.email_verified {
         return Err(AccessError::EmailNotVerified.into());
     }
     Ok(())

@@ -19,8 +19,9 @@ pub async fn identify(
     headers: &HeaderMap,
     client_ip: IpAddr,
 ) -> Result<Option<Arc<Principal>>, AuthError> {
-    let key_header = match &auth.keys {
-        Some(keys) => single(headers, keys.header())?,
+    let keys = auth.api_keys();
+    let key_header = match keys {
+        Some(keys) => single(headers, keys.header())?.map(|value| (keys, value)),
         None => None,
     };
     match (key_header, single(headers, &AUTHORIZATION)?) {
@@ -28,8 +29,7 @@ pub async fn identify(
         (Some(_), Some(_)) => {
             Err(AuthError::InvalidToken("send either an API key header or an Authorization header, not both".into()))
         }
-        (Some(value), None) => {
-            let keys = auth.keys.as_ref().expect("read only with keys");
+        (Some((keys, value)), None) => {
             let key = value.to_str().map_err(|_| AuthError::InvalidToken("the API key header is not ASCII".into()))?;
             keys.verify(key.trim_matches(' '), client_ip).await.map(Some)
         }
@@ -38,7 +38,7 @@ pub async fn identify(
                 value.to_str().map_err(|_| AuthError::InvalidToken("the Authorization header is not ASCII".into()))?;
             let token = bearer(value)
                 .ok_or_else(|| AuthError::InvalidToken("the Authorization header is not `Bearer <token>`".into()))?;
-            match &auth.keys {
+            match keys {
                 Some(keys) if keys.recognises(token) => keys.verify(token, client_ip).await.map(Some),
                 _ => auth.jwt.verify(token).await.map(Some),
             }

@@ -18,7 +18,7 @@ use api_key::ApiKeys;
 use jwks::KeySet;
 use jwt::{Issuer, JwtVerifier};
 
-use crate::config::{ClaimPaths, Config};
+use crate::config::{ClaimPaths, Config, TokensConfig};
 use crate::store::Store;
 use own_keys::OwnKeys;
 use revocation::Revocations;
@@ -26,18 +26,24 @@ use revocation::Revocations;
 /// Everything needed to check a credential.
 pub struct Auth {
     pub jwt: JwtVerifier,
-    /// Gatehouse's own keys, when `[tokens]` is configured.
-    pub own: Option<Arc<OwnKeys>>,
     pub revocations: Arc<Revocations>,
-    /// API keys and PATs, when `[tokens]` (and so the store) is configured.
-    pub keys: Option<Arc<ApiKeys>>,
-    store: Option<Arc<dyn Store>>,
+    /// What Gatehouse issues itself; present exactly when `[tokens]` is configured.
+    pub issued: Option<Issued>,
+}
+
+/// Gatehouse as an issuer: its token settings, the store, its own signing keys and the API
+/// keys and PATs kept in that store. One value, so no part can be there without the others.
+pub struct Issued {
+    pub tokens: TokensConfig,
+    pub store: Arc<dyn Store>,
+    pub own: Arc<OwnKeys>,
+    pub keys: Arc<ApiKeys>,
 }
 
 impl Auth {
     /// Loads (or generates) the signing keys and sets up every issuer's key set. Remote key
     /// sets start empty; [`Auth::spawn_maintenance`] fetches them.
-    pub async fn build(config: &Config, store: Option<Arc<dyn Store>>) -> anyhow::Result<Self> {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder()
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .redirect(jwks::redirect_policy());
@@ -47,10 +53,12 @@ impl Auth {
         }
         let client = client.build()?;
         let mut issuers = Vec::new();
-        let mut own = None;
+        let revocations = Arc::new(Revocations::new(config.tokens.as_ref().map(|t| t.issuer.clone())));
+        let mut issued = None;
         if let Some(tokens) = &config.tokens {
-            let keys = Arc::new(OwnKeys::load(tokens, store.clone(), config.jwt.leeway).await?);
-            let verifying = keys.ring().verifying.iter().map(|k| k.verify_key.clone()).collect();
+            let store: Arc<dyn Store> = Arc::new(crate::store::SqlStore::connect(&config.store.url).await?);
+            let own = Arc::new(OwnKeys::load(tokens, Some(store.clone()), config.jwt.leeway).await?);
+            let verifying = own.ring().verifying.iter().map(|k| k.verify_key.clone()).collect();
             issuers.push(Issuer {
                 name: tokens.issuer.clone(),
                 algorithms: vec![tokens.algorithm],
@@ -61,7 +69,9 @@ impl Auth {
                 typ: Some(signing::ACCESS_TOKEN_TYP),
                 keys: KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt),
             });
-            own = Some(keys);
+            let keys =
+                Arc::new(ApiKeys::build(config, tokens.issuer.clone(), store.clone(), revocations.clone()).await?);
+            issued = Some(Issued { tokens: tokens.clone(), store, own, keys });
         }
         for cfg in &config.issuers {
             if cfg.audiences.is_empty() {
@@ -79,40 +89,32 @@ impl Auth {
                 keys,
             });
         }
-        let revocations = Arc::new(Revocations::new(config.tokens.as_ref().map(|t| t.issuer.clone())));
-        let keys = match (&store, &config.tokens) {
-            (Some(store), Some(tokens)) => {
-                Some(Arc::new(ApiKeys::build(config, tokens.issuer.clone(), store.clone(), revocations.clone()).await?))
-            }
-            _ => None,
-        };
-        Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), own, revocations, keys, store })
+        Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), revocations, issued })
     }
 
     /// Starts the tasks that keep remote and file key sets fresh and follow revocations.
     pub fn spawn_maintenance(&self, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<_> = self.jwt.issuers().iter().map(|i| tokio::spawn(i.keys.clone().maintain())).collect();
-        if let (Some(store), Some(tokens)) = (&self.store, &config.tokens) {
+        if let Some(issued) = &self.issued {
             // Client-credential tokens may outlive user access tokens: a subject-wide cut-off
             // must be kept as long as the longer of the two.
-            let longest = tokens.access_ttl.max(config.clients.token_ttl);
+            let longest = issued.tokens.access_ttl.max(config.clients.token_ttl);
             let max_life = longest.as_secs() as i64 + config.jwt.leeway.as_secs() as i64;
             let every = std::time::Duration::from_millis(500);
-            tasks.push(tokio::spawn(self.revocations.clone().follow(store.clone(), every, max_life)));
-        }
-        if let Some(keys) = &self.keys {
-            tasks.push(tokio::spawn(keys.clone().flush_usage()));
-            tasks.push(tokio::spawn(keys.limiter().prune()));
-        }
-        if let (Some(own), Some(issuer)) = (&self.own, self.jwt.issuers().first()) {
+            tasks.push(tokio::spawn(self.revocations.clone().follow(issued.store.clone(), every, max_life)));
+            tasks.push(tokio::spawn(issued.keys.clone().flush_usage()));
+            tasks.push(tokio::spawn(issued.keys.limiter().prune()));
             // Gatehouse's own issuer is always the first one.
-            tasks.push(tokio::spawn(own.clone().follow(issuer.keys.clone())));
+            if let Some(issuer) = self.jwt.issuers().first() {
+                tasks.push(tokio::spawn(issued.own.clone().follow(issuer.keys.clone())));
+            }
         }
         tasks
     }
 
-    pub fn store(&self) -> Option<&Arc<dyn Store>> {
-        self.store.as_ref()
+    /// The API keys and PATs Gatehouse checks, when it issues them.
+    pub fn api_keys(&self) -> Option<&Arc<ApiKeys>> {
+        self.issued.as_ref().map(|i| &i.keys)
     }
 
     /// Every issuer has a usable key set.

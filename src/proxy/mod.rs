@@ -1,7 +1,8 @@
 //! The request pipeline. Every request walks these stages, in this order:
 //!
-//! 1. **classify** (here): Gatehouse's own endpoints (health, readiness, metrics, JWKS,
-//!    forward-auth, the auth API) are answered directly; everything else is proxied.
+//! 1. **classify** (here): Gatehouse's own endpoints ([`crate::builtin`]: health, readiness,
+//!    metrics, JWKS, discovery), forward-auth ([`forward_auth`]) and the auth API
+//!    ([`crate::api`]) are answered directly; everything else walks stages 2 to 7.
 //! 2. **sanitise** ([`sanitise`]): hop-by-hop headers and those `Connection` names, identity
 //!    headers, method overrides and untrusted forwarding headers are removed, before anything
 //!    reads the request; host, method and path are put in canonical form ([`crate::routes`]),
@@ -29,9 +30,11 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
+use crate::api::AuthApi;
 use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::body::Body;
+use crate::builtin::Builtin;
 use crate::error::{Error, RequestError};
 pub use crate::peer::Peer;
 use crate::routes::Access;
@@ -46,23 +49,49 @@ pub async fn handle(
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let mut log = AccessLog::start(&req, peer, &app.config.server);
-    let resp = if head_size(&req) > app.config.server.max_header_bytes {
-        let e = Error::from(RequestError::HeadersTooLarge);
+    let resp = match classify(&app, &req) {
+        Target::TooLarge => Err(RequestError::HeadersTooLarge.into()),
+        Target::ForwardAuth => Ok(forward_auth::verify(&app, &req, &mut log).await),
+        Target::Builtin(builtin) => builtin.answer(&app, &req),
+        Target::AuthApi(api) => auth_api(&app, api, req, &log).await,
+        Target::Upstream => proxy(&app, peer, req, &mut log).await,
+    };
+    let resp = resp.unwrap_or_else(|e| {
         log.error = Some(e.code());
         e.to_response()
-    } else if req.uri().path() == app.config.forward_auth.path {
-        forward_auth::verify(&app, &req, &mut log).await
-    } else {
-        match crate::api::route(&app, &req, &mut log).await {
-            Some(resp) => resp,
-            None if is_accounts_path(&app, req.uri().path()) => accounts(&app, req, &log).await,
-            None => proxy(&app, peer, req, &mut log).await.unwrap_or_else(|e| {
-                log.error = Some(e.code());
-                e.to_response()
-            }),
-        }
-    };
+    });
     Ok(respond::finish(resp, &mut log, &app, started))
+}
+
+/// Stage 1: what a request is for. Decided on the raw path, before sanitising: Gatehouse's
+/// own paths are exact, so no spelling of an upstream path can land on one of them.
+enum Target<'a> {
+    /// A head over `server.max_header_bytes`: refused before anything else reads it.
+    TooLarge,
+    /// `forward_auth.path`.
+    ForwardAuth,
+    /// Health, readiness, metrics, JWKS, discovery.
+    Builtin(Builtin<'a>),
+    /// Under `accounts.prefix`, when Gatehouse issues tokens.
+    AuthApi(&'a AuthApi),
+    /// Everything else: stages 2 to 7.
+    Upstream,
+}
+
+fn classify<'a, B>(app: &'a App, req: &Request<B>) -> Target<'a> {
+    let path = req.uri().path();
+    if head_size(req) > app.config.server.max_header_bytes {
+        Target::TooLarge
+    } else if path == app.config.forward_auth.path {
+        Target::ForwardAuth
+    } else if let Some(builtin) = Builtin::at(app, path) {
+        Target::Builtin(builtin)
+    } else {
+        match &app.auth_api {
+            Some(api) if api.owns(path) => Target::AuthApi(api),
+            _ => Target::Upstream,
+        }
+    }
 }
 
 /// The size of a request head as it came in: the target and every header line.
@@ -71,26 +100,18 @@ fn head_size<B>(req: &Request<B>) -> usize {
     req.headers().iter().fold(target, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
-fn is_accounts_path(app: &App, path: &str) -> bool {
-    app.accounts.is_some()
-        && path
-            .strip_prefix(app.config.accounts.prefix.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// The auth API: handed to its axum router with the client IP attached.
-async fn accounts(app: &Arc<App>, req: Request<Incoming>, log: &AccessLog) -> Response<Body> {
+/// The auth API: handed to its router with the client IP attached.
+async fn auth_api(app: &App, api: &AuthApi, req: Request<Incoming>, log: &AccessLog) -> Result<Response<Body>, Error> {
     use tower::ServiceExt;
     let mut req = req.map(axum::body::Body::new);
     req.extensions_mut().insert(crate::api::extract::ClientIp(log.client_ip));
     // A body that never arrives must not hold a hashing slot or a connection forever.
-    let call = crate::api::accounts_router(app.clone()).oneshot(req);
-    let resp = match tokio::time::timeout(app.config.accounts.request_timeout, call).await {
-        Ok(Ok(resp)) => resp,
+    let call = api.router().oneshot(req);
+    match tokio::time::timeout(app.config.accounts.request_timeout, call).await {
+        Ok(Ok(resp)) => Ok(crate::api::extract::into_body(resp)),
         Ok(Err(never)) => match never {},
-        Err(_) => return Error::from(RequestError::Timeout).to_response(),
-    };
-    crate::api::extract::into_body(resp)
+        Err(_) => Err(RequestError::Timeout.into()),
+    }
 }
 
 /// Stages 2 to 6 for a request bound for the upstream.
@@ -124,7 +145,7 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     if !headers_cfg.forward_authorization || principal.is_none() {
         parts.headers.remove(header::AUTHORIZATION);
     }
-    if let Some(keys) = &app.auth.keys
+    if let Some(keys) = app.auth.api_keys()
         && (!app.config.api_keys.forward_header || principal.is_none())
     {
         parts.headers.remove(keys.header());

@@ -178,7 +178,7 @@ async fn connection<I>(
             async move {
                 let resp = match role {
                     Role::Main => proxy::handle(app, peer, req).await?,
-                    Role::Metrics => crate::api::metrics_listener(&app, &req),
+                    Role::Metrics => crate::builtin::metrics_listener(&app, &req).unwrap_or_else(|e| e.to_response()),
                 };
                 Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
             }

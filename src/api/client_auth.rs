@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, header};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 
-use crate::app::App;
+use super::Accounts;
 use crate::auth::principal::Principal;
 use crate::error::{ApiError, AuthError, Error, OAuthError};
 use crate::store::Client;
@@ -44,13 +44,13 @@ pub struct OAuthForm {
 
 impl OAuthForm {
     /// Reads `req`: `application/x-www-form-urlencoded` only, at most `accounts.max_body_bytes`.
-    pub async fn read(app: &App, req: Request) -> Result<OAuthForm, OAuthError> {
+    pub async fn read(acc: &Accounts, req: Request) -> Result<OAuthForm, OAuthError> {
         let (parts, body) = req.into_parts();
         let authorization = authorization(&parts.headers)?;
         if !is_form(&parts.headers) {
             return Err(invalid("the body must be application/x-www-form-urlencoded"));
         }
-        let limit = app.config.accounts.max_body_bytes;
+        let limit = acc.config.accounts.max_body_bytes;
         let bytes = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| invalid(format!("the body is larger than {} KiB or unreadable", limit / 1024)))?;
@@ -149,11 +149,11 @@ pub fn client_cutoff(config: &crate::Config, now: i64) -> i64 {
 
 /// The client the request authenticates, live. Unknown, wrong secret and revoked all answer
 /// `invalid_client`, after the same digest comparison.
-pub async fn authenticate(app: &App, form: &OAuthForm) -> Result<Client, Error> {
+pub async fn authenticate(acc: &Accounts, form: &OAuthForm) -> Result<Client, Error> {
     let Some((id, secret)) = &form.credentials else { return Err(OAuthError::InvalidClient.into()) };
-    let pepper = app.auth.keys.as_ref().expect("API keys exist whenever the auth API does").pepper();
+    let pepper = acc.keys.pepper();
     let client = match is_client_id(id) {
-        true => app.accounts().store.client_by_id(id).await.map_err(ApiError::from)?,
+        true => acc.store.client_by_id(id).await.map_err(ApiError::from)?,
         false => None,
     };
     let matches = pepper.matches(secret, client.as_ref().map_or(&NO_DIGEST[..], |c| c.secret_digest.as_slice()));
@@ -182,18 +182,18 @@ pub enum Presented {
 
 /// Sorts a token the way the proxy does (keys by prefix, else JWT) and verifies it. Only a
 /// failure to decide (store down, lookups throttled) is an error.
-pub async fn classify(app: &App, token: &str, ip: IpAddr) -> Result<Presented, Error> {
+pub async fn classify(acc: &Accounts, token: &str, ip: IpAddr) -> Result<Presented, Error> {
     let undecided = |e: AuthError| match e {
         AuthError::Throttled { .. } | AuthError::Unavailable => Err(Error::from(e)),
         _ => Ok(Presented::Invalid),
     };
-    match &app.auth.keys {
-        Some(keys) if keys.recognises(token) => match keys.verify(token, ip).await {
+    match &acc.keys {
+        keys if keys.recognises(token) => match keys.verify(token, ip).await {
             Ok(p) => Ok(Presented::Key(p)),
             Err(e) => undecided(e),
         },
         _ if crate::api::session::is_refresh_token(token) => Ok(Presented::Refresh(token.to_string())),
-        _ => match app.auth.jwt.verify(token).await {
+        _ => match acc.auth.jwt.verify(token).await {
             // The signature is good, so the payload decodes; its exact claims are reported.
             Ok(p) => Ok(Presented::Jwt(p, payload(token).unwrap_or_default())),
             Err(e) => undecided(e),
@@ -208,8 +208,8 @@ fn payload(token: &str) -> Option<Map<String, Value>> {
 }
 
 /// Whether `p` was signed by Gatehouse itself.
-pub fn is_own(app: &App, p: &Principal) -> bool {
-    app.config.tokens.as_ref().is_some_and(|t| t.issuer == p.issuer)
+pub fn is_own(acc: &Accounts, p: &Principal) -> bool {
+    acc.tokens.issuer == p.issuer
 }
 
 /// A JSON answer that no cache may keep (RFC 6749 §5.1).
