@@ -20,6 +20,7 @@ pub mod body;
 pub mod builtin;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod limits;
 pub mod mail;

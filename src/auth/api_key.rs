@@ -259,7 +259,7 @@ impl ApiKeys {
         }
         let address = crate::limits::bucket(client_ip);
         if let Some(until) = self.blocked.get(&address) {
-            let left = until.saturating_duration_since(Instant::now());
+            let left = until.saturating_duration_since(crate::clock::now_std());
             if !left.is_zero() {
                 return Err(AuthError::Throttled { retry_after: left });
             }
@@ -272,7 +272,7 @@ impl ApiKeys {
                 LookupError::Miss(miss) => {
                     self.negative.insert(digest, miss);
                     if let Err(wait) = self.limiter.check(client_ip) {
-                        self.blocked.insert(address, Instant::now() + wait);
+                        self.blocked.insert(address, crate::clock::now_std() + wait);
                     }
                     Err(miss.into())
                 }

@@ -154,7 +154,7 @@ impl KeySet {
 
     /// True once a key set has loaded and has not gone past its stale limit.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.loaded.load().valid_until.is_none_or(|t| Instant::now() < t)
+        self.ready.load(Ordering::Acquire) && self.loaded.load().valid_until.is_none_or(|t| crate::clock::now_std() < t)
     }
 
     /// The key named `kid`, if loaded and still valid. In a fixed set, a key without a kid
@@ -172,7 +172,7 @@ impl KeySet {
     /// Every valid key, for tokens without a `kid`.
     pub fn all(&self) -> Vec<Arc<VerifyKey>> {
         let loaded = self.loaded.load();
-        if loaded.valid_until.is_some_and(|t| Instant::now() >= t) {
+        if loaded.valid_until.is_some_and(|t| crate::clock::now_std() >= t) {
             return Vec::new();
         }
         loaded.keys.clone()
@@ -217,7 +217,7 @@ impl KeySet {
         if reason == Reason::UnknownKid {
             // Only on-demand fetches count toward the cool-down, so a scheduled refresh
             // moments before a rotation does not delay the new key.
-            *last = Some(Instant::now());
+            *last = Some(crate::clock::now_std());
         }
         let outcome = match &self.source {
             Source::File { .. } => self.reload_file().map(|_| self.settings.jwks_file_poll),
@@ -255,7 +255,8 @@ impl KeySet {
                         // valid_until includes the stale period; refetch when the TTL proper ends.
                         until
                             .map(|t| {
-                                t.saturating_duration_since(Instant::now()).saturating_sub(self.settings.jwks_stale_ttl)
+                                t.saturating_duration_since(crate::clock::now_std())
+                                    .saturating_sub(self.settings.jwks_stale_ttl)
                             })
                             .unwrap_or(self.settings.jwks_default_ttl)
                             .max(Duration::from_secs(1))
@@ -305,7 +306,7 @@ impl KeySet {
             .unwrap_or(self.settings.jwks_default_ttl)
             .clamp(self.settings.jwks_min_ttl, self.settings.jwks_max_ttl);
         let count = keys.len();
-        self.install(keys, Some(Instant::now() + ttl + self.settings.jwks_stale_ttl));
+        self.install(keys, Some(crate::clock::now_std() + ttl + self.settings.jwks_stale_ttl));
         tracing::info!(issuer = %self.issuer, keys = count, ttl_secs = ttl.as_secs(), "fetched key set");
         Ok(ttl)
     }
@@ -447,5 +448,26 @@ mod tests {
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("public"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+
+    /// The stale limit follows the process clock: moved with `tokio::time::advance`, the
+    /// set stops answering exactly when its TTL plus `jwks_stale_ttl` is over, without a sleep.
+    #[tokio::test(start_paused = true)]
+    async fn a_fetched_set_goes_stale_on_the_clock() {
+        let config = crate::config::Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:3000\"\n", []).unwrap();
+        let source = Source::Remote { url: None, discovery: None, client: reqwest::Client::new() };
+        let set = KeySet::new("https://idp.test".into(), vec![Algorithm::HS256], source, &config.jwt);
+        let mut key = VerifyKey::from_secret(&[7; 32], &[Algorithm::HS256]);
+        key.kid = Some("k1".into());
+        let life = Duration::from_secs(600);
+        set.install(vec![Arc::new(key)], Some(crate::clock::now_std() + life));
+        assert!(set.is_ready() && set.get("k1").is_some() && set.all().len() == 1);
+
+        tokio::time::advance(life - Duration::from_secs(1)).await;
+        assert!(set.is_ready() && set.all().len() == 1, "still inside its life");
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!set.is_ready(), "past its stale limit the issuer is not ready");
+        assert!(set.all().is_empty(), "and its keys verify nothing");
     }
 }

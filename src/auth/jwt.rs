@@ -129,7 +129,7 @@ impl JwtVerifier {
         let (principal, exp) = self.verify_uncached(token).await?;
         let principal = Arc::new(principal);
         let remaining = Duration::from_secs(exp.saturating_sub(now_secs()));
-        cache.insert(hash, (principal.clone(), Instant::now() + remaining.min(self.verified_ttl)));
+        cache.insert(hash, (principal.clone(), crate::clock::now_std() + remaining.min(self.verified_ttl)));
         Ok(principal)
     }
 

@@ -11,9 +11,9 @@ use super::{inject, sanitise};
 use crate::app::App;
 use crate::body::{self, Body};
 use crate::config::ForwardHeaders;
+use crate::context::RequestContext;
 use crate::error::{Error, RequestError};
 use crate::routes::{RouteTable, host};
-use crate::telemetry::AccessLog;
 
 static X_AUTH_ERROR_CODE: HeaderName = HeaderName::from_static("x-auth-error-code");
 
@@ -87,11 +87,11 @@ fn original<B>(req: &Request<B>, trust: ForwardHeaders, routes: &RouteTable) -> 
     Ok(Original { method, path, host })
 }
 
-pub async fn verify<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Response<Body> {
-    match decide(app, req, log).await {
+pub async fn verify<B>(app: &App, req: &Request<B>, ctx: &mut RequestContext) -> Response<Body> {
+    match decide(app, req, ctx).await {
         Ok(resp) => resp,
         Err(e) => {
-            log.error = Some(e.code());
+            ctx.error = Some(e.code());
             let mut resp = e.to_response();
             // nginx's auth_request passes only the status on; the code rides in a header.
             resp.headers_mut().insert(X_AUTH_ERROR_CODE.clone(), HeaderValue::from_static(e.code()));
@@ -100,16 +100,16 @@ pub async fn verify<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Resp
     }
 }
 
-async fn decide<B>(app: &App, req: &Request<B>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
+async fn decide<B>(app: &App, req: &Request<B>, ctx: &mut RequestContext) -> Result<Response<Body>, Error> {
     if sanitise::has_method_override(req.headers()) {
         // The web server passes it on to the app, which would run another method than the
         // one judged here.
         return Err(RequestError::BadHeader("method override headers (X-HTTP-Method-Override ...) are refused").into());
     }
     let original = original(req, app.config.forward_auth.headers, &app.config.routes)?;
-    log.path = Some(original.path.clone());
-    log.method = original.method.clone();
-    let principal = super::admit(app, &original.host, &original.method, &original.path, req.headers(), log).await?;
+    ctx.path = Some(original.path.clone());
+    ctx.method = original.method.clone();
+    let principal = super::admit(app, &original.host, &original.method, &original.path, req.headers(), ctx).await?;
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
     if let Some(p) = &principal {

@@ -14,7 +14,7 @@
 //! 6. **forward** ([`crate::upstream`]): the canonical path and host are sent upstream with
 //!    `X-Forwarded-*` set, bodies streamed, allowed upgrades spliced.
 //! 7. **respond** ([`respond`]): errors become the one JSON shape; the request id is set and
-//!    one access-log line written.
+//!    one access-ctx line written.
 //!
 //! [`Principal`]: crate::auth::principal::Principal
 
@@ -25,7 +25,6 @@ pub mod respond;
 pub mod sanitise;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
@@ -35,10 +34,10 @@ use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::body::Body;
 use crate::builtin::Builtin;
+use crate::context::RequestContext;
 use crate::error::{Error, RequestError};
-pub use crate::peer::Peer;
+use crate::peer::Peer;
 use crate::routes::Access;
-use crate::telemetry::AccessLog;
 use crate::upstream;
 
 /// Handles one request from a client connection. Never fails: every error is a response.
@@ -47,20 +46,19 @@ pub async fn handle(
     peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
-    let started = Instant::now();
-    let mut log = AccessLog::start(&req, peer, &app.config.server);
+    let mut ctx = RequestContext::start(&req, peer, &app.config.server);
     let resp = match classify(&app, &req) {
         Target::TooLarge => Err(RequestError::HeadersTooLarge.into()),
-        Target::ForwardAuth => Ok(forward_auth::verify(&app, &req, &mut log).await),
+        Target::ForwardAuth => Ok(forward_auth::verify(&app, &req, &mut ctx).await),
         Target::Builtin(builtin) => builtin.answer(&app, &req),
-        Target::AuthApi(api) => auth_api(&app, api, req, &log).await,
-        Target::Upstream => proxy(&app, peer, req, &mut log).await,
+        Target::AuthApi(api) => auth_api(&app, api, req, &ctx).await,
+        Target::Upstream => proxy(&app, req, &mut ctx).await,
     };
     let resp = resp.unwrap_or_else(|e| {
-        log.error = Some(e.code());
+        ctx.error = Some(e.code());
         e.to_response()
     });
-    Ok(respond::finish(resp, &mut log, &app, started))
+    Ok(respond::finish(resp, &mut ctx, &app))
 }
 
 /// Stage 1: what a request is for. Decided on the raw path, before sanitising: Gatehouse's
@@ -101,10 +99,15 @@ fn head_size<B>(req: &Request<B>) -> usize {
 }
 
 /// The auth API: handed to its router with the client IP attached.
-async fn auth_api(app: &App, api: &AuthApi, req: Request<Incoming>, log: &AccessLog) -> Result<Response<Body>, Error> {
+async fn auth_api(
+    app: &App,
+    api: &AuthApi,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<Body>, Error> {
     use tower::ServiceExt;
     let mut req = req.map(axum::body::Body::new);
-    req.extensions_mut().insert(crate::api::extract::ClientIp(log.client_ip));
+    req.extensions_mut().insert(crate::api::extract::ClientIp(ctx.client_ip));
     // A body that never arrives must not hold a hashing slot or a connection forever.
     let call = api.router().oneshot(req);
     match tokio::time::timeout(app.config.accounts.request_timeout, call).await {
@@ -115,20 +118,20 @@ async fn auth_api(app: &App, api: &AuthApi, req: Request<Incoming>, log: &Access
 }
 
 /// Stages 2 to 6 for a request bound for the upstream.
-async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLog) -> Result<Response<Body>, Error> {
+async fn proxy(app: &App, req: Request<Incoming>, ctx: &mut RequestContext) -> Result<Response<Body>, Error> {
     let upgrade = upstream::upgrade_protocol(&req, &app.config.upstream.upgrades);
     let (mut parts, body) = req.into_parts();
     let headers_cfg = &app.config.headers;
-    let stripped = sanitise::request(&mut parts.headers, headers_cfg, peer.trusted);
+    let stripped = sanitise::request(&mut parts.headers, headers_cfg, ctx.peer.trusted);
     if stripped > 0 {
-        tracing::debug!(request_id = %log.request_id, stripped, "removed client-sent identity headers");
+        tracing::debug!(request_id = %ctx.request_id, stripped, "removed client-sent identity headers");
     }
     if let Some(m) = sanitise::method(&parts.method) {
         parts.method = m;
     }
     let host = crate::routes::host::request_host(parts.version, &parts.uri, &parts.headers)?;
     let path = app.config.routes.canonical_path(parts.uri.path())?;
-    let principal = admit(app, host.name(), &parts.method, path.matched(), &parts.headers, log).await?;
+    let principal = admit(app, host.name(), &parts.method, path.matched(), &parts.headers, ctx).await?;
     let upstream_host = match host.authority() {
         "" => None,
         // The client's own Host, when it was canonical already: shared, not copied.
@@ -150,7 +153,7 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     {
         parts.headers.remove(keys.header());
     }
-    if let Ok(v) = HeaderValue::from_str(&log.request_id) {
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         parts.headers.insert(respond::X_REQUEST_ID.clone(), v);
     }
     // Unchanged, the client's target is shared with the upstream request, not copied.
@@ -161,7 +164,7 @@ async fn proxy(app: &App, peer: Peer, req: Request<Incoming>, log: &mut AccessLo
     }
     .ok_or(crate::routes::PathError::BadEncoding)?;
     let req = Request::from_parts(parts, body);
-    let fwd = upstream::Forwarding { peer, client_ip: log.client_ip };
+    let fwd = upstream::Forwarding { peer: ctx.peer, client_ip: ctx.client_ip };
     Ok(app.upstream.forward(req, path_and_query, upstream_host, upgrade, fwd).await?)
 }
 
@@ -174,7 +177,7 @@ pub async fn admit(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
-    log: &mut AccessLog,
+    ctx: &mut RequestContext,
 ) -> Result<Option<Arc<Principal>>, Error> {
     if host.is_empty() && app.config.routes.has_host_rules() {
         // HTTP/1.0 without Host: which host rule applies is unknown, so none can be skipped.
@@ -185,7 +188,7 @@ pub async fn admit(
         .routes
         .access(host, method, path)
         .map_err(|e| RequestError::RouteMethod { method: method.clone(), allow: e.allow })?;
-    let principal = match crate::auth::identify::identify(&app.auth, headers, log.client_ip).await {
+    let principal = match crate::auth::identify::identify(&app.auth, headers, ctx.client_ip).await {
         Ok(p) => p,
         // On a public route a bad credential is ignored: the caller is simply anonymous.
         Err(_) if *access == Access::Public => None,
@@ -194,7 +197,7 @@ pub async fn admit(
     let principal = authorize::verified_email(&app.config, access, principal)?;
     authorize::authorize(access, principal.as_deref())?;
     if let Some(p) = &principal {
-        log.principal(p);
+        ctx.principal(p);
     }
     Ok(principal)
 }

@@ -14,7 +14,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
@@ -188,7 +187,7 @@ async fn connection<I>(
     tokio::pin!(conn);
     let mut closing = false;
     let mut seen = activity.requests();
-    let mut deadline = Instant::now() + timeouts.first_request;
+    let mut deadline = crate::clock::now() + timeouts.first_request;
     if *draining.borrow() {
         conn.as_mut().graceful_shutdown();
         closing = true;
@@ -209,15 +208,15 @@ async fn connection<I>(
                 let idle = activity.started() && !activity.busy() && requests == seen || !activity.started();
                 seen = requests;
                 if !idle {
-                    deadline = Instant::now() + timeouts.idle;
+                    deadline = crate::clock::now() + timeouts.idle;
                 } else if !closing {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
-                    deadline = Instant::now() + CLOSE_GRACE;
+                    deadline = crate::clock::now() + CLOSE_GRACE;
                 } else if !activity.busy() {
                     return;
                 } else {
-                    deadline = Instant::now() + timeouts.idle;
+                    deadline = crate::clock::now() + timeouts.idle;
                 }
             }
         }
