@@ -33,6 +33,8 @@ pub struct GatehouseProcess {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     drains: Vec<JoinHandle<()>>,
+    /// How long each wait for a log line may take.
+    deadline: Duration,
 }
 
 /// Runs `gatehouse serve --config <config>` (with `env` set) and waits for it to serve.
@@ -51,7 +53,12 @@ impl GatehouseProcess {
     /// the config's `log.level` decides and the info-level "serving" line is written) and
     /// waits, up to [`START_DEADLINE`], for the "gatehouse is serving" line. Fails with
     /// everything the child wrote if it exits first or the deadline passes.
-    pub async fn start(mut cmd: Command) -> GatehouseProcess {
+    pub async fn start(cmd: Command) -> GatehouseProcess {
+        Self::start_within(cmd, START_DEADLINE).await
+    }
+
+    /// [`GatehouseProcess::start`] with another deadline for this and every later wait.
+    pub async fn start_within(mut cmd: Command, deadline: Duration) -> GatehouseProcess {
         cmd.env_remove("RUST_LOG").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
         let shared =
@@ -65,7 +72,8 @@ impl GatehouseProcess {
                 std::thread::spawn(move || drain(pipe, &shared))
             })
             .collect();
-        let mut process = GatehouseProcess { child, addr: SocketAddr::from(([0, 0, 0, 0], 0)), shared, drains };
+        let mut process =
+            GatehouseProcess { child, addr: SocketAddr::from(([0, 0, 0, 0], 0)), shared, drains, deadline };
         let listen = process.wait_for_field("gatehouse is serving", "listen").await;
         process.addr = listen.parse().unwrap_or_else(|e| panic!("`listen` is not an address: {listen:?}: {e}"));
         process
@@ -84,7 +92,7 @@ impl GatehouseProcess {
         self.shared.log.lock().unwrap().lines.join("\n")
     }
 
-    /// Waits (up to [`START_DEADLINE`]) for a log line with `message` and returns its field
+    /// Waits (up to the start deadline, [`START_DEADLINE`] unless started [`GatehouseProcess::start_within`]) for a log line with `message` and returns its field
     /// `field`. Both log formats are understood: JSON (`"message"`, `"<field>"`) and text
     /// (`<message> ... <field>=<value>`).
     pub async fn wait_for_field(&mut self, message: &str, field: &str) -> String {
@@ -112,7 +120,7 @@ impl GatehouseProcess {
     /// something. Fails with everything the child wrote if it exits first or the deadline
     /// passes.
     pub async fn wait_until<T>(&mut self, what: &str, check: impl Fn(&[String]) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        let deadline = tokio::time::Instant::now() + self.deadline;
         let shared = self.shared.clone();
         loop {
             // Registered before looking, so a line pushed after the look still wakes us.
@@ -139,7 +147,7 @@ impl GatehouseProcess {
                 if self.child.try_wait().unwrap().is_some() {
                     continue;
                 }
-                panic!("gatehouse did not log {what} within {START_DEADLINE:?}:\n{}", self.logs());
+                panic!("gatehouse did not log {what} within {:?}:\n{}", self.deadline, self.logs());
             }
         }
     }
