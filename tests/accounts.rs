@@ -2,6 +2,7 @@
 //! refresh rotation and reuse detection, logout, password reset, lockout, rate limits,
 //! audit, bad input, and persistence across restarts.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -9,22 +10,6 @@ use std::time::Duration;
 use common::*;
 use gatehouse::store::{LoginOutcome, SqlStore, Store};
 use serde_json::{Value, json};
-
-/// Runs an async test body once per backend.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both!(
     register_login_and_profile,
@@ -62,8 +47,6 @@ async fn env(backend: Backend, extra: &str) -> Env {
     gh.wait_ready().await;
     Env { upstream, store, gh }
 }
-
-const PW: &str = "correct horse battery";
 
 async fn register(gh: &Gatehouse, email: &str) -> Value {
     let (status, _, body) =
@@ -439,21 +422,9 @@ async fn restart_keeps_users_and_revocations(backend: Backend) {
     assert_eq!(post(&gh, "/auth/login", &json!({"email": "keep@example.com", "password": PW}), None).await.0, 200);
 }
 
+/// Runs the built binary against the test's store.
 fn cli(env: &Env, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let path = env.store.dir.path().join("gatehouse.toml");
-    std::fs::write(&path, accounts_config(&env.upstream, &env.store, "")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .arg("--config")
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    run_cli(&accounts_config(&env.upstream, &env.store, ""), env.store.dir.path(), args, stdin)
 }
 
 fn kid_of(token: &str) -> String {
@@ -516,11 +487,11 @@ async fn operators_create_users_from_the_cli(backend: Backend) {
 
 async fn reset_mail_goes_out_by_smtp(backend: Backend) {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let maildir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/smtp_sink.py");
+    // Port 0: the sink binds any free port and says which.
     let mut sink = std::process::Command::new("python3")
-        .args([script, &port.to_string()])
+        .args([script, "0"])
         .arg(maildir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -537,7 +508,11 @@ async fn reset_mail_goes_out_by_smtp(backend: Backend) {
     let _sink = Stop(sink);
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "the SMTP sink did not start (pip install aiosmtpd)");
+    let port: u16 = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the SMTP sink did not start (pip install aiosmtpd): {line:?}"));
 
     let extra = format!(
         "reset_url = \"https://app.example.com/reset\"\n[smtp]\nurl = \"smtp://127.0.0.1:{port}\"\nfrom = \"Gatehouse <no-reply@example.com>\"\n"
@@ -600,18 +575,6 @@ async fn replicas_starting_together_agree_on_secrets(backend: Backend) {
     }
 }
 
-/// POSTs JSON as if from `ip` (Gatehouse trusts 127.0.0.1 as a proxy in these tests).
-async fn post_from(gh: &Gatehouse, path: &str, body: &Value, token: Option<&str>, ip: &str) -> (u16, Value) {
-    let mut req = client().post(gh.url(path)).header("x-forwarded-for", ip).json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 const FROM_MANY_ADDRESSES: &str = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
 
 async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: Backend) {
@@ -620,10 +583,11 @@ async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: 
     let extra =
         format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 2\nlockout_after = 5\nlockout_minutes = 15");
     let e = env(backend, &extra).await;
-    let (status, _, body) = post_from_json(
+    let (status, _, body) = post_from(
         &e.gh,
         "/auth/register",
         &json!({"email": "target@example.com", "username": "target", "password": PW}),
+        None,
         "10.8.0.1",
     )
     .await;
@@ -634,7 +598,9 @@ async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: 
         async move {
             let mut body = who;
             body["password"] = json!(format!("wrong guess {i}"));
-            post_from(gh, "/auth/login", &body, None, &format!("10.9.{}.{}", i / 200, i % 200 + 1)).await
+            let (status, _, body) =
+                post_from(gh, "/auth/login", &body, None, &format!("10.9.{}.{}", i / 200, i % 200 + 1)).await;
+            (status, body)
         }
     });
     let answers = futures::future::join_all(guesses).await;
@@ -649,7 +615,7 @@ async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: 
 
     // The right password, from yet another address, by email and by username: locked.
     for who in [json!({"email": "target@example.com", "password": PW}), json!({"username": "target", "password": PW})] {
-        let (status, body) = post_from(&e.gh, "/auth/login", &who, None, "10.7.0.1").await;
+        let (status, _, body) = post_from(&e.gh, "/auth/login", &who, None, "10.7.0.1").await;
         assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{who}: {body}");
     }
     // The audit agrees: no more than five wrong passwords were ever checked.
@@ -663,34 +629,20 @@ async fn parallel_guesses_from_many_addresses_never_outrun_the_lockout(backend: 
     assert_eq!(checked, evaluated);
 }
 
-/// POSTs JSON from `ip`, also returning the headers.
-async fn post_from_json(
-    gh: &Gatehouse,
-    path: &str,
-    body: &Value,
-    ip: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let resp = client().post(gh.url(path)).header("x-forwarded-for", ip).json(body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap();
-    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend) {
     let change = |current: &str| json!({"current_password": current, "new_password": "a brand new passphrase"});
 
     // The login's per-IP budget (register used one of the three).
     let e = env(backend, &format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 3")).await;
     let (_, _, s) =
-        post_from_json(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), "10.1.0.1").await;
+        post_from(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), None, "10.1.0.1").await;
     let access = s["access_token"].as_str().unwrap().to_string();
     for _ in 0..2 {
-        let (status, body) =
+        let (status, _, body) =
             post_from(&e.gh, "/auth/change-password", &change("wrong wrong"), Some(&access), "10.1.0.1").await;
         assert_eq!((status, body["code"].as_str()), (400, Some("validation_error")), "{body}");
     }
-    let (status, body) = post_from(&e.gh, "/auth/change-password", &change(PW), Some(&access), "10.1.0.1").await;
+    let (status, _, body) = post_from(&e.gh, "/auth/change-password", &change(PW), Some(&access), "10.1.0.1").await;
     assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
     drop(e);
 
@@ -700,28 +652,29 @@ async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend)
         format!("{FROM_MANY_ADDRESSES}[rate_limit]\nlogin_per_minute = 2\nlockout_after = 3\nlockout_minutes = 15");
     let e = env(backend, &extra).await;
     let (_, _, s) =
-        post_from_json(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), "10.2.0.1").await;
+        post_from(&e.gh, "/auth/register", &json!({"email": "cp@example.com", "password": PW}), None, "10.2.0.1").await;
     let access = s["access_token"].as_str().unwrap().to_string();
     // A right password clears the count: two wrong, one right, then the budget is whole again.
     for (i, current) in ["wrong one", "wrong two"].into_iter().enumerate() {
-        let (status, _) =
+        let (status, _, _) =
             post_from(&e.gh, "/auth/change-password", &change(current), Some(&access), &format!("10.3.0.{i}")).await;
         assert_eq!(status, 400);
     }
-    let (status, body) =
+    let (status, _, body) =
         post_from(&e.gh, "/auth/login", &json!({"email": "cp@example.com", "password": PW}), None, "10.3.1.1").await;
     assert_eq!(status, 200, "{body}");
     let guesses = (0..20).map(|i| {
         let (gh, access) = (&e.gh, &access);
         async move {
-            post_from(
+            let (status, _, body) = post_from(
                 gh,
                 "/auth/change-password",
                 &change(&format!("guess {i}")),
                 Some(access),
                 &format!("10.4.0.{}", i + 1),
             )
-            .await
+            .await;
+            (status, body)
         }
     });
     let answers = futures::future::join_all(guesses).await;
@@ -730,26 +683,15 @@ async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend)
     for (status, body) in &answers {
         assert!(*status == 400 || (*status == 401 && body["code"] == "account_locked"), "{status} {body}");
     }
-    let (status, headers, body) = {
-        let resp = client()
-            .post(e.gh.url("/auth/change-password"))
-            .header("x-forwarded-for", "10.5.0.1")
-            .bearer_auth(&access)
-            .json(&change(PW))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        (status, headers, resp.json::<Value>().await.unwrap())
-    };
+    let (status, headers, body) =
+        post_from(&e.gh, "/auth/change-password", &change(PW), Some(&access), "10.5.0.1").await;
     assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
     assert!(headers.contains_key("retry-after"));
-    let (status, body) =
+    let (status, _, body) =
         post_from(&e.gh, "/auth/login", &json!({"email": "cp@example.com", "password": PW}), None, "10.5.0.2").await;
     assert_eq!((status, body["code"].as_str()), (401, Some("account_locked")), "{body}");
     // The password did not change.
-    let (status, body) = post_from(
+    let (status, _, body) = post_from(
         &e.gh,
         "/auth/login",
         &json!({"email": "cp@example.com", "password": "a brand new passphrase"}),
@@ -762,37 +704,18 @@ async fn change_password_is_rate_limited_and_locks_the_account(backend: Backend)
 
 async fn reset_tokens_never_reach_the_log(backend: Backend) {
     // The real binary, no mail delivery configured, logging everything as JSON at debug level.
-    use std::io::Read;
     let upstream = Upstream::start().await;
     let store = backend.fresh().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let outbox = format!("mail_outbox = \"{}\"", store.dir.path().join("outbox").display());
     let config = accounts_config(&upstream, &store, "reset_url = \"https://app.example.com/reset\"")
         .replace(&outbox, "")
         .replace("[log]\naccess = false", "[log]\nlevel = \"debug\"\nformat = \"json\"")
-        + &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+        + "[server]\nlisten = \"127.0.0.1:0\"\n";
     let path = store.dir.path().join("gatehouse.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..400 {
-        if let Ok(r) = client().get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "gatehouse did not start");
+    let mut child = spawn_gatehouse(&path, &[]).await;
+    child.wait_ready().await;
+    let base = child.url("");
     let c = client();
     let r = c
         .post(format!("{base}/auth/register"))
@@ -810,22 +733,25 @@ async fn reset_tokens_never_reach_the_log(backend: Backend) {
     assert_eq!(r.status(), 200);
     // A reset token was made (its digest is stored), so there was a secret to leak.
     let db = SqlStore::connect(&store.url).await.unwrap();
-    let mut made = 0i64;
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let made = loop {
         use sqlx::Row;
-        made = sqlx::query("SELECT COUNT(*) AS n FROM password_resets").fetch_one(db.pool()).await.unwrap().get("n");
-        if made > 0 {
-            break;
+        let made: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM password_resets").fetch_one(db.pool()).await.unwrap().get("n");
+        if made > 0 || std::time::Instant::now() > deadline {
+            break made;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    };
     assert_eq!(made, 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    child.wait().unwrap();
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+    // The mail would have gone out once the server says it could not: everything it would
+    // log about this reset is in by then.
+    child
+        .wait_for("the reset mail's not-sent notice", |line| {
+            (line.contains("mail is not configured") && line.contains("Reset your password")).then(String::new)
+        })
+        .await;
+    let (_, logs) = tokio::task::spawn_blocking(move || child.terminate()).await.unwrap();
 
     assert!(logs.contains("mail is not configured") && logs.contains("Reset your password"), "{logs}");
     for leak in ["token=", "app.example.com/reset", "Use this link"] {

@@ -22,9 +22,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use common::web_server::{self, WebServer};
+use common::web_server::{self, WebServer, client};
 use common::{Gatehouse, Upstream, now, seen};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -75,9 +74,7 @@ fn caddyfile(port: u16, gatehouse: SocketAddr, app: SocketAddr) -> String {
 }
 
 async fn start_caddy(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> WebServer {
-    let port = web_server::free_port();
     let conf = dir.join("Caddyfile");
-    std::fs::write(&conf, caddyfile(port, gatehouse, app)).unwrap();
     let log = dir.join("caddy.log");
     // Caddy keeps its autosaved config, certificates and locks under these: all in `dir`.
     let command = |sub: &str| {
@@ -94,11 +91,15 @@ async fn start_caddy(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
             .stdin(Stdio::null());
         cmd
     };
-
-    let out = std::fs::File::create(&log).unwrap();
-    let mut run = command("run");
-    run.stdout(out.try_clone().unwrap()).stderr(out);
-    WebServer::start("caddy", command("validate"), run, log, port).await
+    WebServer::start("caddy", log.clone(), |port| {
+        std::fs::write(&conf, caddyfile(port, gatehouse, app)).unwrap();
+        // Appended to, so a retried start keeps the earlier attempt's words.
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut run = command("run");
+        run.stdout(out.try_clone().unwrap()).stderr(out);
+        (command("validate"), run)
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -176,16 +177,6 @@ fn mint(dir: &Path) -> Tokens {
             json!({"email": "carol@example.com", "permissions": ["read", "write", "admin"], "role": "admin"}),
         ),
     }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .http1_only()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 /// Identity headers a client sends of its own accord, in several spellings; none may reach

@@ -3,18 +3,13 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
@@ -126,66 +121,34 @@ fn environment_overrides_are_validated_too() {
     assert!(err.contains("server.worker_threads") && err.contains("upstream.url"), "{err}");
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(dir: &tempfile::TempDir, config: &str) -> Server {
-        let port = free_port();
-        let path = write(dir, "gatehouse.toml", &config.replace("LISTEN", &format!("127.0.0.1:{port}")));
-        let child = bin()
-            .current_dir(dir.path())
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "gatehouse did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        let mut logs = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-        self.child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
-        (status, logs)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+/// `gatehouse serve` in `dir` with `config`, whose `LISTEN` becomes `127.0.0.1:0`.
+async fn serve(dir: &tempfile::TempDir, config: &str) -> GatehouseProcess {
+    let path = write(dir, "gatehouse.toml", &config.replace("LISTEN", "127.0.0.1:0"));
+    let mut cmd = bin();
+    cmd.current_dir(dir.path()).args(["serve", "--config"]).arg(&path);
+    GatehouseProcess::start(cmd).await
 }
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = serve(
         &dir,
         &format!(
             "[server]\nlisten = \"LISTEN\"\n[upstream]\nurl = \"{}\"\n[[routes]]\npath = \"/\"\nauth = \"public\"\n",
             upstream.url()
         ),
-    );
+    )
+    .await;
     let url = server.url("/slow/800");
     let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM only once the request is in flight: the upstream has it (and holds it 800 ms).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while upstream.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the request never reached the upstream:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (status, logs) = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert_eq!(in_flight.await.unwrap().unwrap(), 200, "in-flight request finished");
     assert!(status.success(), "clean exit: {status}\n{logs}");
@@ -218,7 +181,7 @@ level = "debug"
 "#,
         upstream.url()
     );
-    let server = Server::start(&dir, &config);
+    let server = serve(&dir, &config).await;
     let cfg_path = dir.path().join("gatehouse.toml");
     let out = bin()
         .current_dir(dir.path())

@@ -2,6 +2,7 @@
 //! the CLI and the admin API, the token endpoint and its RFC 6749 errors, tokens on the proxy,
 //! introspection (RFC 7662), revocation (RFC 7009) and the token endpoint's rate limit.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -11,21 +12,6 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both!(
     cli_clients_get_tokens_the_proxy_accepts,
@@ -39,7 +25,6 @@ on_both!(
 
 /// The external issuer every test trusts besides Gatehouse itself.
 const EXT: &str = "https://idp.test";
-const PW: &str = "correct horse battery";
 
 struct Env {
     upstream: Upstream,
@@ -68,20 +53,7 @@ async fn env(backend: Backend, token_rate: u32) -> Env {
 
 /// Runs the built binary against the test's store.
 fn cli(e: &Env, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let path = e.store.dir.path().join("gatehouse.toml");
-    std::fs::write(&path, accounts_config(&e.upstream, &e.store, &e.extra)).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .arg("--config")
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    run_cli(&accounts_config(&e.upstream, &e.store, &e.extra), e.store.dir.path(), args, stdin)
 }
 
 /// `gatehouse client create`; returns (client_id, client_secret).
@@ -163,11 +135,6 @@ async fn revoke(gh: &Gatehouse, by: (&str, &str), params: &[(&str, &str)]) -> (u
     (status, body)
 }
 
-fn claims_of(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
-
 fn keys_of(v: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
@@ -201,22 +168,6 @@ async fn login(gh: &Gatehouse, email: &str) -> (String, String) {
     let (status, _, body) = post(gh, "/auth/login", &json!({"email": email, "password": PW}), None).await;
     assert_eq!(status, 200, "{body}");
     (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().unwrap().to_string())
-}
-
-async fn send(gh: &Gatehouse, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, String) {
-    let mut req = client().request(method.parse().unwrap(), gh.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// The proxy's answer for `token` on an `auth = "required"` route: status and error code.

@@ -3,9 +3,8 @@
 //! uid 65532 on a read-only root with one writable data volume. No container engine runs here,
 //! so the root is assembled by hand and entered with `unshare` (mount namespace) and `chroot`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
@@ -97,14 +96,6 @@ fn contained(root: &Path, data: &Path, env: &[(&str, String)], args: &[&str]) ->
     cmd
 }
 
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_runtime_image_files_serve_as_65532_on_a_read_only_root() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,32 +120,13 @@ async fn the_runtime_image_files_serve_as_65532_on_a_read_only_root() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let mut child = contained(&root, &data, &env, &["serve", "--config", "/etc/gatehouse/gatehouse.toml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs = BufReader::new(child.stderr.take().unwrap());
-    let running = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in logs.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     // The log says where it listens (port 0 was asked for), so no port is guessed.
-    let mut seen = Vec::new();
-    let addr = loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-            drop(running);
-            panic!("gatehouse did not start in the image root:\n{}", seen.join("\n"));
-        };
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "gatehouse is serving" {
-            break v["listen"].as_str().unwrap().to_string();
-        }
-        seen.push(line);
-    };
+    let running = common::GatehouseProcess::start_within(
+        contained(&root, &data, &env, &["serve", "--config", "/etc/gatehouse/gatehouse.toml"]),
+        Duration::from_secs(60),
+    )
+    .await;
+    let addr = running.addr;
 
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");

@@ -2,30 +2,15 @@
 //! expiry, resend, `email_verified` in the user, tokens and upstream headers,
 //! `accounts.require_verified_email`, external issuers' claim, and logs without tokens.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
 use gatehouse::store::{LoginOutcome, SqlStore, Store};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both!(
     registration_mails_a_link_that_verifies_once,
@@ -35,7 +20,6 @@ on_both!(
     the_log_never_holds_a_verification_token,
 );
 
-const PW: &str = "correct horse battery";
 const SUBJECT: &str = "Subject: Verify your email address";
 
 struct Env {
@@ -76,13 +60,18 @@ impl Env {
 
     /// Waits for a verification mail to `to` whose token is not in `known`.
     async fn new_token(&self, to: &str, known: &[String]) -> String {
-        for _ in 0..250 {
+        let deadline = tokio::time::Instant::now() + MAIL_DEADLINE;
+        loop {
             if let Some(t) = self.tokens_for(to).into_iter().find(|t| !known.contains(t)) {
                 return t;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no new verification mail to {to} in {} after {MAIL_DEADLINE:?}",
+                self.outbox().display()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("no new verification mail to {to}");
     }
 }
 
@@ -103,27 +92,8 @@ async fn login(gh: &Gatehouse, email: &str) -> (u16, Value) {
     (status, body)
 }
 
-fn claims_of(token: &str) -> Value {
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
-
 fn s(v: &Value, field: &str) -> String {
     v[field].as_str().unwrap_or_else(|| panic!("{field} in {v}")).to_string()
-}
-
-/// GET with extra request headers.
-async fn get_with(gh: &Gatehouse, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut req = client().get(gh.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 async fn registration_mails_a_link_that_verifies_once(backend: Backend) {
@@ -136,11 +106,11 @@ async fn registration_mails_a_link_that_verifies_once(backend: Backend) {
     // Upstream sees `false`; a client-sent `true` (any spelling) never gets through.
     let spoof =
         [("X-Auth-Email-Verified", "true"), ("x-auth-email-verified", "yes"), ("X_Auth_Email_Verified", "true")];
-    let (status, echo) = get_with(&e.gh, "/app", Some(&access), &spoof).await;
+    let (status, _, echo) = get_with(&e.gh, "/app", Some(&access), &spoof).await;
     assert_eq!(status, 200, "{echo}");
     assert_eq!(seen(&echo, "x-auth-email-verified"), ["false"]);
     assert!(seen(&echo, "x_auth_email_verified").is_empty());
-    let (_, echo) = get_with(&e.gh, "/public/page", None, &spoof).await;
+    let (_, _, echo) = get_with(&e.gh, "/public/page", None, &spoof).await;
     assert!(seen(&echo, "x-auth-email-verified").is_empty() && seen(&echo, "x_auth_email_verified").is_empty());
 
     // The mail: to the address as registered, a link on accounts.verify_url.
@@ -173,11 +143,11 @@ async fn registration_mails_a_link_that_verifies_once(backend: Backend) {
     assert_eq!(refreshed["user"]["email_verified"], true);
     let fresh = s(&refreshed, "access_token");
     assert_eq!(claims_of(&fresh)["email_verified"], true);
-    let (_, echo) = get_with(&e.gh, "/app", Some(&fresh), &spoof).await;
+    let (_, _, echo) = get_with(&e.gh, "/app", Some(&fresh), &spoof).await;
     assert_eq!(seen(&echo, "x-auth-email-verified"), ["true"]);
     assert_eq!(seen(&echo, "x-auth-email"), ["Ver@Example.com"]);
     // A token signed before verification still says what was true when it was signed.
-    let (_, echo) = get_with(&e.gh, "/app", Some(&access), &[]).await;
+    let (_, _, echo) = get_with(&e.gh, "/app", Some(&access), &[]).await;
     assert_eq!(seen(&echo, "x-auth-email-verified"), ["false"]);
     let (status, body) = login(&e.gh, "ver@example.com").await;
     assert_eq!((status, &body["user"]["email_verified"]), (200, &json!(true)));
@@ -267,12 +237,7 @@ async fn resend_is_signed_in_and_rate_limited(backend: Backend) {
     assert_eq!((status, s(&err, "code").as_str()), (429, "rate_limited"));
     assert!(headers.contains_key("retry-after"));
     let outbox = e.outbox();
-    for _ in 0..100 {
-        if mails_with(&outbox, SUBJECT).len() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_mails(&outbox, SUBJECT, 4).await;
     assert_eq!(mails_with(&outbox, SUBJECT).len(), 4, "registration plus three resends");
 }
 
@@ -289,7 +254,7 @@ async fn require_verified_email_gates_sign_in(backend: Backend) {
     // but proves nothing to the upstream yet.
     let (status, _, err) = get(&e.gh, "/app", Some(&access)).await;
     assert_eq!((status, s(&err, "code").as_str(), s(&err, "error").as_str()), (403, "email_not_verified", "forbidden"));
-    let (status, echo) = get_with(&e.gh, "/public/page", Some(&access), &[]).await;
+    let (status, _, echo) = get_with(&e.gh, "/public/page", Some(&access), &[]).await;
     assert_eq!(status, 200);
     assert!(seen(&echo, "x-auth-user-id").is_empty(), "anonymous on a public route: {echo}");
     assert_eq!(get(&e.gh, "/auth/me", Some(&access)).await.0, 200);
@@ -328,7 +293,7 @@ async fn require_verified_email_gates_sign_in(backend: Backend) {
     // External issuers' tokens are theirs to vouch for: passed on, with their claim.
     let mut c = claims("https://idp.test", "ext-user");
     c["email"] = json!("ext@example.com");
-    let (status, echo) = get_with(&e.gh, "/app", Some(&idp_key.sign(&c)), &[]).await;
+    let (status, _, echo) = get_with(&e.gh, "/app", Some(&idp_key.sign(&c)), &[]).await;
     assert_eq!((status, seen(&echo, "x-auth-email-verified")), (200, vec!["false".to_string()]), "{echo}");
 
     // Verified: login works, its token passes, and so does the PAT (within api_keys.cache_ttl).
@@ -336,11 +301,11 @@ async fn require_verified_email_gates_sign_in(backend: Backend) {
     assert_eq!(post(&e.gh, "/auth/verify-email", &json!({"token": token}), None).await.0, 200);
     let (status, session) = login(&e.gh, "gate@example.com").await;
     assert_eq!(status, 200, "{session}");
-    let (status, echo) = get_with(&e.gh, "/app", Some(&s(&session, "access_token")), &[]).await;
+    let (status, _, echo) = get_with(&e.gh, "/app", Some(&s(&session, "access_token")), &[]).await;
     assert_eq!((status, seen(&echo, "x-auth-email-verified")), (200, vec!["true".to_string()]));
     assert_eq!(post(&e.gh, "/auth/refresh", &json!({"refresh_token": session["refresh_token"]}), None).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (status, echo) = get_with(&e.gh, "/app", Some(&pat), &[]).await;
+    let (status, _, echo) = get_with(&e.gh, "/app", Some(&pat), &[]).await;
     assert_eq!((status, seen(&echo, "x-auth-email-verified")), (200, vec!["true".to_string()]), "{echo}");
 
     // A password reset proves the mailbox too: the way back for an account that cannot sign in.
@@ -381,7 +346,7 @@ async fn external_issuers_email_verified_claim() {
         let token = key.sign(&c);
         let gh = &gh;
         async move {
-            let (status, echo) = get_with(gh, "/app", Some(&token), &[("X-Auth-Email-Verified", "true")]).await;
+            let (status, _, echo) = get_with(gh, "/app", Some(&token), &[("X-Auth-Email-Verified", "true")]).await;
             assert_eq!(status, 200, "{echo}");
             seen(&echo, "x-auth-email-verified")
         }
@@ -398,7 +363,7 @@ async fn external_issuers_email_verified_claim() {
     assert_eq!(header_for(other, json!({"ext": {"mail_ok": true}})).await, ["true"]);
     assert_eq!(header_for(other, json!({"email_verified": true})).await, ["false"], "the configured path only");
     // No email, no header (a client-sent one is still removed).
-    let (_, echo) =
+    let (_, _, echo) =
         get_with(&gh, "/app", Some(&key.sign(&claims(idp, "svc"))), &[("X-Auth-Email-Verified", "true")]).await;
     assert!(seen(&echo, "x-auth-email-verified").is_empty(), "{echo}");
 }
@@ -418,7 +383,7 @@ async fn the_header_name_is_configurable() {
             .replace("[headers]\n", &format!("[headers]\n{setting}\n"));
         let gh = Gatehouse::start(&text).await;
         gh.wait_ready().await;
-        let (_, echo) = get_with(&gh, "/app", Some(&token), &[("X-Mail-Ok", "spoofed")]).await;
+        let (_, _, echo) = get_with(&gh, "/app", Some(&token), &[("X-Mail-Ok", "spoofed")]).await;
         assert!(seen(&echo, "x-auth-email-verified").is_empty(), "{setting}: {echo}");
         if name.is_empty() {
             assert_eq!(seen(&echo, "x-mail-ok"), ["spoofed"], "off: not an identity header");
@@ -429,48 +394,26 @@ async fn the_header_name_is_configurable() {
 }
 
 async fn the_log_never_holds_a_verification_token(backend: Backend) {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
     let upstream = Upstream::start().await;
     let store = backend.fresh().await;
     let run = |mail: bool| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut text = accounts_config(&upstream, &store, "")
             .replace("[log]\naccess = false", "[log]\nformat = \"json\"\nlevel = \"debug\"")
-            + &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+            + "[server]\nlisten = \"127.0.0.1:0\"\n";
         if !mail {
             text = text.lines().filter(|l| !l.starts_with("mail_outbox")).collect::<Vec<_>>().join("\n");
         }
         let path = store.dir.path().join(format!("gatehouse-{mail}.toml"));
         std::fs::write(&path, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        (child, format!("http://127.0.0.1:{port}"))
-    };
-    async fn ready(base: &str) {
-        for _ in 0..400 {
-            if let Ok(r) = client().get(format!("{base}/readyz")).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        async move {
+            let child = spawn_gatehouse(&path, &[]).await;
+            child.wait_ready().await;
+            let base = child.url("");
+            (child, base)
         }
-        panic!("gatehouse did not start");
-    }
-    fn stop(mut child: std::process::Child) -> String {
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        child.wait().unwrap();
-        let mut logs = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-        child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
-        logs
+    };
+    async fn stop(child: GatehouseProcess) -> String {
+        tokio::task::spawn_blocking(move || child.terminate()).await.unwrap().1
     }
     let c = client();
     let post = |base: &str, path: &str, body: Value, token: Option<String>| {
@@ -485,20 +428,14 @@ async fn the_log_never_holds_a_verification_token(backend: Backend) {
     };
 
     // With an outbox: register, resend, verify (also a replay); collect every token mailed.
-    let (child, base) = run(true);
-    ready(&base).await;
+    let (child, base) = run(true).await;
     let (status, reg) = post(&base, "/auth/register", json!({"email": "log@example.com", "password": PW}), None).await;
     assert_eq!(status, 201, "{reg}");
     let outbox = store.dir.path().join("outbox");
     wait_mail(&outbox, SUBJECT).await;
     let access = s(&reg, "access_token");
     assert_eq!(post(&base, "/auth/verify-email/resend", json!({}), Some(access)).await.0, 200);
-    for _ in 0..250 {
-        if mails_with(&outbox, SUBJECT).len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_mails(&outbox, SUBJECT, 2).await;
     let mails = mails_with(&outbox, SUBJECT);
     assert_eq!(mails.len(), 2);
     let tokens: Vec<String> =
@@ -507,7 +444,7 @@ async fn the_log_never_holds_a_verification_token(backend: Backend) {
         let _ = post(&base, "/auth/verify-email", json!({"token": t}), None).await;
         let _ = post(&base, "/auth/verify-email", json!({"token": t}), None).await;
     }
-    let logs = stop(child);
+    let logs = stop(child).await;
     assert!(logs.contains("/auth/verify-email"), "the requests were logged at all:\n{logs}");
     for t in &tokens {
         assert!(t.len() >= 48);
@@ -515,14 +452,14 @@ async fn the_log_never_holds_a_verification_token(backend: Backend) {
     }
 
     // Without mail delivery: nothing is sent, and the log says why (with no token to leak).
-    let (child, base) = run(false);
-    ready(&base).await;
+    let (mut child, base) = run(false).await;
     let (status, reg) =
         post(&base, "/auth/register", json!({"email": "nomail@example.com", "password": PW}), None).await;
     assert_eq!(status, 201, "{reg}");
     assert_eq!(post(&base, "/auth/verify-email/resend", json!({}), Some(s(&reg, "access_token"))).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let logs = stop(child);
+    // Both notices (registration, resend) are written before the server is stopped.
+    child.wait_for_count("verification mail not sent: mail is not configured", 2).await;
+    let logs = stop(child).await;
     let notices = logs.lines().filter(|l| l.contains("verification mail not sent: mail is not configured")).count();
     assert_eq!(notices, 2, "{logs}");
     assert!(!logs.contains("Confirm your email address"), "no mail body in the log:\n{logs}");

@@ -311,15 +311,11 @@ async fn slow_tls_handshakes_are_cut() {
     let c =
         reqwest::Client::builder().no_proxy().tls_certs_only([root]).resolve("localhost", e.gh.addr).build().unwrap();
     let url = format!("https://localhost:{}/public/x", e.gh.addr.port());
-    let mut up = false;
-    for _ in 0..40 {
-        if c.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-            up = true;
-            break;
-        }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "TLS serves");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(up, "TLS serves");
     drop(c);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut s = TcpStream::connect(e.gh.addr).await.unwrap();
@@ -357,26 +353,28 @@ async fn renamed_identity_headers_still_strip_their_default_names() {
 
 #[tokio::test]
 async fn metrics_can_have_their_own_listener() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let e = env(&format!("metrics_listen = \"127.0.0.1:{port}\""), "").await;
+    // The binary, both listeners on port 0: each logs the address it got, so none is guessed.
+    let key = TestKey::generate(Algorithm::ES256);
+    let upstream = Upstream::start().await;
+    let jwks_server = JwksServer::start(jwks(&[&key])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{}",
+        config(&upstream, &issuer_block(ISS, &jwks_server.url(), &["ES256"]))
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut gh = spawn_gatehouse(&path, &[]).await;
+    gh.wait_ready().await;
+    let metrics = gh.wait_for_field("metrics are served on their own listener", "listen").await;
+    assert_ne!(metrics, gh.addr.to_string(), "a listener of its own");
     // On the main listener /metrics is just a path: here it needs a credential like any other.
-    let (status, _, _) = get(&e.gh, "/metrics", None).await;
-    assert_eq!(status, 401);
-    let mut ok = false;
-    for _ in 0..40 {
-        if let Ok(r) = client().get(format!("http://127.0.0.1:{port}/metrics")).send().await {
-            assert_eq!(r.status(), 200);
-            assert!(r.text().await.unwrap().contains("gatehouse_"));
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ok, "the metrics listener answers");
-    let r = client().get(format!("http://127.0.0.1:{port}/app")).send().await.unwrap();
+    let r = client().get(gh.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client().get(format!("http://{metrics}/metrics")).send().await.expect("the metrics listener answers");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("gatehouse_"));
+    let r = client().get(format!("http://{metrics}/app")).send().await.unwrap();
     assert_eq!(r.status(), 404, "and serves nothing else");
 }
 

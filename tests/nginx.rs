@@ -22,10 +22,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::web_server::{self, WebServer};
+use common::now;
+use common::web_server::{self, WebServer, client};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -178,9 +179,7 @@ fn nginx_conf(port: u16, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> 
 }
 
 async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &Path) -> WebServer {
-    let port = web_server::free_port();
     let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, nginx_conf(port, gatehouse, app, dir)).unwrap();
     // One process, no workers: nothing switches to another user (so running as root needs no
     // `user` line), nothing outlives the kill in Drop, and the config is still the example's.
     let globals =
@@ -198,10 +197,13 @@ async fn start_nginx(bin: &Path, gatehouse: SocketAddr, app: SocketAddr, dir: &P
             .args(extra);
         cmd
     };
-
-    let mut run = args(&[]);
-    run.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
-    WebServer::start("nginx", args(&["-t", "-q"]), run, dir.join("error.log"), port).await
+    WebServer::start("nginx", dir.join("error.log"), |port| {
+        std::fs::write(&conf_path, nginx_conf(port, gatehouse, app, dir)).unwrap();
+        let mut run = args(&[]);
+        run.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        (args(&["-t", "-q"]), run)
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -257,10 +259,6 @@ auth = "required"
     gatehouse::Config::from_toml(&toml, Vec::new()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
 struct Tokens {
     /// permissions ["read"], team "team-1", no role
     alice: String,
@@ -291,16 +289,6 @@ fn mint(dir: &Path) -> Tokens {
             "role": "admin",
         })),
     }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .http1_only()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 fn bearer(token: &str) -> String {

@@ -179,17 +179,25 @@ async fn trusted_proxies_extend_the_forwarding_chain() {
 #[tokio::test]
 async fn bodies_stream_both_ways() {
     let e = env().await;
-    // Response: chunks arrive as the upstream sends them, not all at the end.
-    let mut resp = client().get(e.gh.url("/stream/6")).bearer_auth(token(&e, "a", &[])).send().await.unwrap();
-    let started = std::time::Instant::now();
-    let first = resp.chunk().await.unwrap().unwrap();
-    assert!(first.starts_with(b"chunk0"));
-    assert!(started.elapsed() < Duration::from_millis(200), "first chunk was held back");
-    let mut rest = Vec::new();
+    // Response: chunks arrive as the upstream sends them, not all at the end. The upstream
+    // sends its first chunk and then waits until the test has received that chunk through
+    // Gatehouse, so a proxy that held the body back would never deliver it (no clock needed;
+    // the timeout only turns that deadlock into a failure).
+    let mut resp = client().get(e.gh.url("/gated-stream/6")).bearer_auth(token(&e, "a", &[])).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
+        .await
+        .expect("the first chunk was held back until the upstream finished")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(b"chunk0"), "{first:?}");
+    e.upstream.release();
+    let mut whole = first.to_vec();
     while let Some(c) = resp.chunk().await.unwrap() {
-        rest.extend_from_slice(&c);
+        whole.extend_from_slice(&c);
     }
-    assert!(String::from_utf8_lossy(&rest).contains("chunk5"));
+    assert!(String::from_utf8_lossy(&whole).contains("chunk5"));
+    assert_eq!(String::from_utf8_lossy(&whole), (0..6).map(|i| format!("chunk{i}\n")).collect::<String>());
 
     // Request: a 20 MB upload arrives whole.
     let echo: serde_json::Value =
@@ -235,10 +243,11 @@ async fn upstream_failures_are_502_and_504() {
     assert_eq!(body["code"], "upstream_timeout");
     assert_eq!(body["error"], "gateway_timeout");
 
-    // An upstream nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // An upstream nobody listens on: a port bound but never listened on refuses every
+    // connection, and stays ours (no one else can start listening there) while `dead` lives.
+    let dead = tokio::net::TcpSocket::new_v4().unwrap();
+    dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let port = dead.local_addr().unwrap().port();
-    drop(dead);
     let text = format!(
         "[upstream]\nurl = \"http://127.0.0.1:{port}\"\n[[routes]]\npath = \"/\"\nauth = \"public\"\n[log]\naccess = false\n"
     );
@@ -246,6 +255,7 @@ async fn upstream_failures_are_502_and_504() {
     let (status, _, body) = get(&gh, "/", None).await;
     assert_eq!(status, 502);
     assert_eq!(body["code"], "upstream_unavailable");
+    drop(dead);
     // Upstream statuses pass through untouched.
     assert_eq!(get(&e.gh, "/status/503", Some(&token(&e, "a", &[]))).await.0, 503);
 }
@@ -282,59 +292,107 @@ async fn http2_cleartext_and_tls_with_alpn() {
         }
         let c = b.build().unwrap();
         let url = format!("https://localhost:{}/app", gh.addr.port());
-        let mut resp = None;
-        for _ in 0..40 {
+        // Until the TLS listener serves (a loaded machine is slow to get there): 20 s at most.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let resp = loop {
             match c.get(&url).bearer_auth(token(&e, "tls", &[])).send().await {
-                Ok(r) if r.status() == 200 => {
-                    resp = Some(r);
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(r) if r.status() == 200 => break r,
+                other => assert!(std::time::Instant::now() < deadline, "TLS request succeeds: {other:?}"),
             }
-        }
-        let resp = resp.expect("TLS request succeeds");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert_eq!(resp.version(), if http1 { reqwest::Version::HTTP_11 } else { reqwest::Version::HTTP_2 });
         let echo: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(seen(&echo, "x-forwarded-proto"), ["https"]);
     }
 }
 
+/// What a raw request gets back: a response with this status, or the connection closed
+/// (end of file or reset) with no response at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Status(u16),
+    Closed,
+}
+
+/// Sends `bytes` on a fresh connection and reads until a whole response head or the end.
+/// A server that neither answers nor closes within 20 s fails the test (a hang is never right).
+async fn outcome_of(addr: std::net::SocketAddr, bytes: &[u8]) -> (Outcome, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer (and close) before it has read everything: a write error is not the outcome.
+    let _ = s.write_all(bytes).await;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("the server neither answered nor closed");
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    if buf.is_empty() {
+        return (Outcome::Closed, head);
+    }
+    let status = head.strip_prefix("HTTP/1.1 ").and_then(|s| s.get(..3)).and_then(|s| s.parse().ok());
+    (Outcome::Status(status.unwrap_or_else(|| panic!("not an HTTP/1.1 response: {head:?}"))), head)
+}
+
 #[tokio::test]
 async fn garbage_requests_get_4xx_and_the_server_keeps_serving() {
+    use Outcome::*;
     let e = env().await;
-    let raw_requests: Vec<Vec<u8>> = vec![
-        b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Bad\r\n\r\n".to_vec(),
-        b"GARBAGE\r\n\r\n".to_vec(),
-        b"GET /public/%zz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Auth-User-Id: a\r\nX-Auth-User-Id: b\r\n\r\n".to_vec(),
-        {
-            let mut r = b"GET /public/x HTTP/1.1\r\nHost: x\r\n".to_vec();
-            for i in 0..500 {
-                r.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
-            }
-            r.extend_from_slice(b"\r\n");
-            r
-        },
-        {
-            let mut r = b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-            r.extend(std::iter::repeat_n(b'a', 200 * 1024));
-            r.extend_from_slice(b"\r\n\r\n");
-            r
-        },
-        b"GET /public/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \x01\x02\r\n\r\n".to_vec(),
+    let many_headers = {
+        let mut r = b"GET /public/x HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..500 {
+            r.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let huge_header = {
+        let mut r = b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        r.extend(std::iter::repeat_n(b'a', 200 * 1024));
+        r.extend_from_slice(b"\r\n\r\n");
+        r
+    };
+    // (name, bytes on the wire, what must come back)
+    let cases: Vec<(&str, Vec<u8>, Outcome)> = vec![
+        ("header line without a colon", b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Bad\r\n\r\n".to_vec(), Status(400)),
+        ("not HTTP at all", b"GARBAGE\r\n\r\n".to_vec(), Status(400)),
+        ("bad percent-encoding", b"GET /public/%zz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Status(400)),
+        ("encoded dot segments", b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Status(400)),
+        (
+            "duplicated identity header",
+            b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Auth-User-Id: a\r\nX-Auth-User-Id: b\r\n\r\n".to_vec(),
+            Status(200),
+        ),
+        ("500 headers", many_headers, Status(431)),
+        ("a 200 KB header", huge_header, Status(431)),
+        (
+            "control bytes in a bearer token",
+            b"GET /public/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \x01\x02\r\n\r\n".to_vec(),
+            Status(400),
+        ),
     ];
-    for raw in raw_requests {
-        let mut s = tokio::net::TcpStream::connect(e.gh.addr).await.unwrap();
-        let _ = s.write_all(&raw).await;
-        let mut buf = vec![0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap_or(0);
-        let head = String::from_utf8_lossy(&buf[..n]);
-        if n > 0 {
-            let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-            assert!(status == 200 || (400..500).contains(&status), "{head}");
+    let mut wrong = Vec::new();
+    for (name, bytes, expected) in &cases {
+        let (got, head) = outcome_of(e.gh.addr, bytes).await;
+        if got != *expected {
+            wrong.push(format!("{name}: expected {expected:?}, got {got:?}: {head}"));
         }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(
+        e.upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the duplicated-header case reached the upstream"
+    );
     // (reqwest would normalise dot segments itself, so these go raw.)
     for path in ["/public/../admin/", "/public/%2e%2e/admin/", "/public/.%2E/admin/", "/public/%2E./admin"] {
         let mut s = tokio::net::TcpStream::connect(e.gh.addr).await.unwrap();
@@ -370,7 +428,12 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let e = env().await;
     let url = e.gh.url("/public/slow/700");
     let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down only once the request is in flight: the upstream has it (and holds it 700 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while e.upstream.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the request never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let addr = e.gh.addr;
     e.gh.stop().await.unwrap();
     assert_eq!(in_flight.await.unwrap().unwrap(), 200, "the in-flight request completed");

@@ -3,54 +3,33 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
 
 struct Replica {
-    child: Child,
-    port: u16,
+    process: GatehouseProcess,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Replica {
-    fn start(upstream: &Upstream, store: &TestStore) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    async fn start(upstream: &Upstream, store: &TestStore) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
             accounts_config(upstream, store, "[rate_limit]\nlogin_per_minute = 100\nlockout_after = 3")
         );
         let path = dir.path().join("gatehouse.toml");
         std::fs::write(&path, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .current_dir(dir.path())
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let replica = Replica { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "replica did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        replica
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.current_dir(dir.path()).args(["serve", "--config"]).arg(&path);
+        Replica { process: GatehouseProcess::start(cmd).await, _dir: dir }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.process.url(path)
     }
 }
 
@@ -58,8 +37,8 @@ impl Replica {
 async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
-    let a = Replica::start(&upstream, &store);
-    let b = Replica::start(&upstream, &store);
+    let a = Replica::start(&upstream, &store).await;
+    let b = Replica::start(&upstream, &store).await;
     let c = client();
 
     let reg =
@@ -107,8 +86,8 @@ async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
 async fn a_key_deleted_on_one_replica_is_refused_by_the_other_within_two_seconds() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
-    let a = Replica::start(&upstream, &store);
-    let b = Replica::start(&upstream, &store);
+    let a = Replica::start(&upstream, &store).await;
+    let b = Replica::start(&upstream, &store).await;
     let c = client();
 
     let reg =
@@ -127,7 +106,7 @@ async fn a_key_deleted_on_one_replica_is_refused_by_the_other_within_two_seconds
         // Both replicas know the key, and B holds it in its cache.
         for replica in [&a, &b] {
             let r = c.get(replica.url("/app")).header("X-API-KEY", &secret).send().await.unwrap();
-            assert_eq!(r.status(), 200, "{path} on port {}", replica.port);
+            assert_eq!(r.status(), 200, "{path} on {}", replica.process.addr);
         }
         let r = c.delete(a.url(&format!("{path}/{id}"))).bearer_auth(&access).send().await.unwrap();
         assert_eq!(r.status(), 204);
@@ -154,11 +133,7 @@ async fn post_json(url: &str, body: serde_json::Value) -> serde_json::Value {
 
 /// The `jti` of a JWT, read without verifying it.
 fn jti(token: &str) -> String {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    claims["jti"].as_str().unwrap().to_string()
+    claims_of(token)["jti"].as_str().unwrap().to_string()
 }
 
 /// Another replica, whose clock runs 10 minutes slow, revokes a token `base` accepts (and
@@ -201,7 +176,7 @@ async fn skewed_writer_revocation_is_seen(base: &str, store: &TestStore) {
 async fn clock_skew_between_replicas_loses_no_revocation_postgres() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
-    let a = Replica::start(&upstream, &store);
+    let a = Replica::start(&upstream, &store).await;
     skewed_writer_revocation_is_seen(&a.url(""), &store).await;
 }
 

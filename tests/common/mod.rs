@@ -2,8 +2,31 @@
 //! token minting (Rust, PyJWT, node `jose`), and Gatehouse itself on an ephemeral port.
 #![allow(dead_code)]
 
+/// Runs an async test body once per backend: `on_both!(a, b)` makes modules `a` and `b`,
+/// each with a `sqlite` and a `postgres` test calling `super::a(Backend::..)`. The test file
+/// needs `#[macro_use] mod common;` and `Backend` in scope (`use common::*;`).
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub mod process;
 pub mod raw;
 pub mod web_server;
+
+#[allow(unused_imports)]
+pub use process::{GatehouseProcess, spawn_gatehouse};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,22 +89,31 @@ where
 
 /// An upstream that echoes what it received as JSON: `{method, path, headers: {name: [values]}, body_len}`.
 /// Special paths: `/slow/<ms>` waits before answering; `/stream/<n>` sends n chunks 50 ms
-/// apart; `/ws` accepts an Upgrade and echoes bytes; `/status/<code>` answers that status.
+/// apart; `/gated-stream/<n>` sends its first chunk, then waits for [`Upstream::release`]
+/// before the other n-1; `/ws` accepts an Upgrade and echoes bytes; `/status/<code>` answers
+/// that status.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Notify>,
 }
 
 impl Upstream {
     pub async fn start() -> Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (counter, g) = (hits.clone(), gate.clone());
         let addr = serve(move |req| {
             counter.fetch_add(1, Ordering::SeqCst);
-            upstream_handler(req)
+            upstream_handler(req, g.clone())
         })
         .await;
-        Upstream { addr, hits }
+        Upstream { addr, hits, gate }
+    }
+
+    /// Lets a `/gated-stream/<n>` response (one waiting, or the next to wait) send the rest.
+    pub fn release(&self) {
+        self.gate.notify_one();
     }
 
     pub fn url(&self) -> String {
@@ -89,8 +121,24 @@ impl Upstream {
     }
 }
 
-async fn upstream_handler(mut req: Request<Incoming>) -> Response<TestBody> {
+async fn upstream_handler(mut req: Request<Incoming>, gate: Arc<tokio::sync::Notify>) -> Response<TestBody> {
     let path = req.uri().path().to_string();
+    if let Some(n) = path.split_once("/gated-stream/").map(|(_, n)| n) {
+        let n: usize = n.parse().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        tokio::spawn(async move {
+            for i in 0..n {
+                if tx.send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n"))))).await.is_err() {
+                    return;
+                }
+                if i == 0 {
+                    gate.notified().await;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        return Response::new(StreamBody::new(stream).boxed());
+    }
     if let Some(ms) = path.split_once("/slow/").map(|(_, ms)| ms) {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
     }
@@ -174,6 +222,8 @@ struct JwksState {
     hits: Arc<AtomicUsize>,
     discovery_hits: Arc<AtomicUsize>,
     delay: Arc<Mutex<Duration>>,
+    /// Key-set answers sent since the last `set_cache_control` (so carrying its value).
+    served_since_cache_set: Arc<AtomicUsize>,
 }
 
 /// A JWKS endpoint at `/jwks` and an OIDC discovery document at
@@ -190,6 +240,7 @@ impl JwksServer {
             hits: Arc::new(AtomicUsize::new(0)),
             discovery_hits: Arc::new(AtomicUsize::new(0)),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
+            served_since_cache_set: Arc::new(AtomicUsize::new(0)),
         };
         let s = state.clone();
         let addr_cell: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
@@ -206,7 +257,11 @@ impl JwksServer {
                 s.hits.fetch_add(1, Ordering::SeqCst);
                 let delay = *s.delay.lock().unwrap();
                 tokio::time::sleep(delay).await;
-                let (status, body, cache) = s.doc.lock().unwrap().clone();
+                let (status, body, cache) = {
+                    let doc = s.doc.lock().unwrap();
+                    s.served_since_cache_set.fetch_add(1, Ordering::SeqCst);
+                    doc.clone()
+                };
                 let mut r = Response::new(full(body));
                 *r.status_mut() = StatusCode::from_u16(status).unwrap();
                 if let Some(c) = cache {
@@ -238,7 +293,13 @@ impl JwksServer {
         d.1 = body.into();
     }
     pub fn set_cache_control(&self, value: Option<&str>) {
-        self.state.doc.lock().unwrap().2 = value.map(str::to_string);
+        let mut doc = self.state.doc.lock().unwrap();
+        doc.2 = value.map(str::to_string);
+        self.state.served_since_cache_set.store(0, Ordering::SeqCst);
+    }
+    /// Key-set answers sent with the `Cache-Control` of the last `set_cache_control`.
+    pub fn served_since_cache_set(&self) -> usize {
+        self.state.served_since_cache_set.load(Ordering::SeqCst)
     }
     pub fn set_delay(&self, d: Duration) {
         *self.state.delay.lock().unwrap() = d;
@@ -434,16 +495,7 @@ impl Gatehouse {
 
     /// Waits until `/readyz` answers 200 (key sets loaded).
     pub async fn wait_ready(&self) {
-        let c = client();
-        for _ in 0..200 {
-            if let Ok(r) = c.get(self.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("gatehouse never became ready");
+        wait_ready_at(&self.url("/readyz")).await;
     }
 
     /// Signals shutdown and waits for `run` to return.
@@ -458,6 +510,22 @@ impl Drop for Gatehouse {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Polls `readyz_url` until it answers 200, for up to 30 s (generous: a loaded machine is
+/// slow to start, and a fast one returns at once).
+pub async fn wait_ready_at(readyz_url: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let c = client();
+    loop {
+        let last = match c.get(readyz_url).send().await {
+            Ok(r) if r.status() == 200 => return,
+            Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => e.to_string(),
+        };
+        assert!(tokio::time::Instant::now() < deadline, "{readyz_url} never answered 200 within 30 s; last: {last}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -504,17 +572,98 @@ pub fn issuer_block(issuer: &str, jwks_url: &str, algs: &[&str]) -> String {
     )
 }
 
-/// GET `path` with a bearer token; returns status and parsed JSON body (or Null).
-pub async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = client().get(gh.url(path));
+/// The password the auth-API tests register their users with.
+pub const PW: &str = "correct horse battery";
+
+/// Sends `method path` with an optional bearer token, extra headers and JSON body; returns
+/// status, headers and the raw body. Every helper below is this with fewer knobs.
+pub async fn request(
+    gh: &Gatehouse,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, reqwest::header::HeaderMap, Bytes) {
+    let mut req = client().request(method.parse().unwrap(), gh.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap();
-    (status, headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    (status, headers, resp.bytes().await.unwrap())
+}
+
+/// A body as JSON, or Null if it is not JSON (an empty body, say).
+pub fn json_of(body: impl AsRef<[u8]>) -> Value {
+    serde_json::from_slice(body.as_ref()).unwrap_or(Value::Null)
+}
+
+/// GET `path` with a bearer token; returns status and parsed JSON body (or Null).
+pub async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
+    get_with(gh, path, token, &[]).await
+}
+
+/// GET with extra request headers; returns status, headers and the JSON body (or Null).
+pub async fn get_with(
+    gh: &Gatehouse,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let (status, headers, body) = request(gh, "GET", path, token, headers, None).await;
+    (status, headers, json_of(body))
+}
+
+/// Any method, an optional bearer token and JSON body; returns status and the body as text.
+pub async fn send(gh: &Gatehouse, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, String) {
+    let (status, _, bytes) = request(gh, method, path, token, &[], body.as_ref()).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// [`send`], the answer parsed as JSON (Null if none).
+pub async fn send_json(
+    gh: &Gatehouse,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (status, _, bytes) = request(gh, method, path, token, &[], body.as_ref()).await;
+    (status, json_of(bytes))
+}
+
+/// The claims of a JWT, decoded without any check.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// Runs the built binary with `args --config <dir>/gatehouse.toml` (written from `config`
+/// first), `stdin` on its standard input; returns its output.
+pub fn run_cli(config: &str, dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let path = dir.join("gatehouse.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 // === stores ===
@@ -583,15 +732,21 @@ pub async fn post(
     body: &Value,
     token: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = client().post(gh.url(path)).json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap();
-    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let (status, headers, bytes) = request(gh, "POST", path, token, &[], Some(body)).await;
+    (status, headers, json_of(bytes))
+}
+
+/// [`post`] as if from `ip` (sent as `X-Forwarded-For`; a test that wants it believed
+/// trusts 127.0.0.1 as a proxy).
+pub async fn post_from(
+    gh: &Gatehouse,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+    ip: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let (status, headers, bytes) = request(gh, "POST", path, token, &[("x-forwarded-for", ip)], Some(body)).await;
+    (status, headers, json_of(bytes))
 }
 
 // === mail ===
@@ -608,13 +763,30 @@ pub fn mails_with(dir: &std::path::Path, needle: &str) -> Vec<String> {
     mails.into_iter().map(|(_, text)| text).collect()
 }
 
-/// Waits (up to 5 s) for a message containing `needle` and returns it (one of them, if many).
+/// How long a test waits for a mail: generous, since a loaded machine is slow and a fast one
+/// returns as soon as the mail is there.
+pub const MAIL_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Waits (up to [`MAIL_DEADLINE`]) for a message containing `needle` and returns it (one of
+/// them, if many).
 pub async fn wait_mail(dir: &std::path::Path, needle: &str) -> String {
-    for _ in 0..250 {
-        if let Some(mail) = mails_with(dir, needle).pop() {
-            return mail;
+    wait_mails(dir, needle, 1).await.pop().unwrap()
+}
+
+/// Waits (up to [`MAIL_DEADLINE`]) until at least `n` messages contain `needle`; returns them all.
+pub async fn wait_mails(dir: &std::path::Path, needle: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + MAIL_DEADLINE;
+    loop {
+        let mails = mails_with(dir, needle);
+        if mails.len() >= n {
+            return mails;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} message(s) containing {needle:?} in {} after {MAIL_DEADLINE:?}, {n} expected",
+            mails.len(),
+            dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no mail containing {needle:?} in {}", dir.display());
 }

@@ -25,10 +25,35 @@ impl Drop for WebServer {
 }
 
 impl WebServer {
-    /// Runs `check` (the server's own config test) so a bad config fails with the server's
-    /// words, then spawns `run` and waits until it listens on 127.0.0.1:`port`. `log` is the
-    /// file the server writes its log to.
-    pub async fn start(name: &'static str, mut check: Command, mut run: Command, log: PathBuf, port: u16) -> Self {
+    /// Picks a port (see [`free_port`]), has `prepare` write the server's config for it and
+    /// return its config check and run commands, runs the check (so a bad config fails with
+    /// the server's words), spawns the server and waits until it listens on 127.0.0.1:port.
+    /// `log` is the file the server writes its log to. Should another process take the port
+    /// first, the server fails to bind; that is seen in its log and retried on another port.
+    pub async fn start(name: &'static str, log: PathBuf, mut prepare: impl FnMut(u16) -> (Command, Command)) -> Self {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let (check, run) = prepare(port);
+            match Self::start_on(name, check, run, log.clone(), port).await {
+                Ok(server) => return server,
+                Err(new_log) if attempt < ATTEMPTS && address_in_use(&new_log) => {
+                    eprintln!("{name}: port {port} was taken before {name} bound it; trying another");
+                }
+                Err(new_log) => panic!("{name} exited at start:\n{new_log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// One attempt on `port`: the server, or (if it exited) what it logged meanwhile.
+    async fn start_on(
+        name: &'static str,
+        mut check: Command,
+        mut run: Command,
+        log: PathBuf,
+        port: u16,
+    ) -> Result<Self, String> {
         let out = check.output().unwrap_or_else(|e| panic!("{name}'s config check cannot run: {e}"));
         assert!(
             out.status.success(),
@@ -36,22 +61,26 @@ impl WebServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let child = run.spawn().unwrap_or_else(|e| panic!("{name} does not start: {e}"));
-        let mut server = WebServer { name, child, log, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let logged_before = std::fs::read(&log).map(|b| b.len()).unwrap_or(0);
+        let mut child = run.spawn().unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let logged = || {
+            String::from_utf8_lossy(std::fs::read(&log).unwrap_or_default().get(logged_before..).unwrap_or_default())
+                .into_owned()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("{name} exited at start ({status}):\n{}", server.log());
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(format!("({status})\n{}", logged()));
             }
-            if tokio::net::TcpStream::connect(server.addr).await.is_ok() {
-                return server;
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(WebServer { name, child, log, addr });
             }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not listen on {} within 15s:\n{}",
-                server.addr,
-                server.log()
-            );
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} did not listen on {addr} within 30s:\n{}", logged());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -72,10 +101,41 @@ pub fn binary(var: &str, default: &str, install_hint: &str) -> PathBuf {
     bin
 }
 
-/// A port that was free a moment ago (the server binds it itself, so the listener is closed).
+/// A port that was free a moment ago, for a server that binds it itself (nginx and Caddy
+/// cannot be told to take port 0 and say which they got). It is picked below the kernel's
+/// ephemeral range, so no `bind(0)` or outgoing connection can be handed it meanwhile; only
+/// someone naming the same number could, and [`WebServer::start`] retries if that happens.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+        ^ std::process::id().rotate_left(16);
+    for i in 0..1000u32 {
+        let port = low + ((seed.wrapping_add(i.wrapping_mul(7919))) % u32::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
+}
+
+fn address_in_use(log: &str) -> bool {
+    let log = log.to_ascii_lowercase();
+    log.contains("address already in use") || log.contains("could not bind")
+}
+
+/// A client for the web server's port: no proxy, no redirects followed, HTTP/1.1, 10 s timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .http1_only()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 /// Replaces `from` in an example's text, which must hold it exactly `times` times.

@@ -1,9 +1,11 @@
 """A real SMTP server for the tests (aiosmtpd): writes every message it receives to a
 directory, one file each, its body decoded as a mail client would (quoted-printable,
-base64). Usage: smtp_sink.py PORT DIR. Prints "ready" once listening."""
+base64). Usage: smtp_sink.py PORT DIR; PORT 0 takes any free port. Prints "ready PORT"
+(the port it listens on) once listening."""
 import asyncio
 import email
 import pathlib
+import socket
 import sys
 import uuid
 
@@ -24,9 +26,24 @@ class Sink:
         return "250 OK"
 
 
-controller = Controller(Sink(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1]))
+class BoundController(Controller):
+    """Serves on a socket bound here, so port 0 works and the port is known before start."""
+
+    def __init__(self, handler, sock):
+        self._sock = sock
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1])
+
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen(128)
+controller = BoundController(Sink(sys.argv[2]), listener)
 controller.start()
-print("ready", flush=True)
+print(f"ready {controller.port}", flush=True)
 try:
     asyncio.get_event_loop().run_forever()
 finally:
