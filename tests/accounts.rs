@@ -1,6 +1,7 @@
 //! The auth API end to end, every test on SQLite and on Postgres: accounts, sessions,
 //! refresh rotation and reuse detection, logout, password reset, lockout, rate limits,
 //! audit, bad input, and persistence across restarts.
+#![allow(clippy::disallowed_methods)] // tests wait on real time; the clock rule (clippy.toml) is for src/
 
 #[macro_use]
 mod common;

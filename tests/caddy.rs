@@ -15,6 +15,7 @@
 //! (Debian: `apt-get install caddy`). `GATEHOUSE_TEST_CADDY` may name another binary. It never
 //! uses port 80 or Caddy's admin port, and keeps Caddy's state in a temporary directory, so a
 //! system Caddy running beside it changes nothing.
+#![allow(clippy::disallowed_methods)] // tests wait on real time; the clock rule (clippy.toml) is for src/
 
 mod common;
 

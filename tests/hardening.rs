@@ -1,6 +1,7 @@
 //! What a client can do to the hop itself: name injected headers in `Connection`, ask for
 //! upgrades, send forwarding headers, oversized heads, or hold connections open doing
 //! nothing. Each through the real server.
+#![allow(clippy::disallowed_methods)] // tests wait on real time; the clock rule (clippy.toml) is for src/
 
 mod common;
 

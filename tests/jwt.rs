@@ -1,5 +1,6 @@
 //! JWT verification on the proxy path: algorithms, claims, keys from JWKS URLs, discovery,
 //! files and secrets, and the cached key lookup (single flight, cool-down, stale serving).
+#![allow(clippy::disallowed_methods)] // tests wait on real time; the clock rule (clippy.toml) is for src/
 
 mod common;
 

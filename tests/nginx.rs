@@ -13,6 +13,7 @@
 //!
 //! nginx is required, not optional: the test fails (never skips) without `/usr/sbin/nginx`
 //! (Debian: `apt-get install nginx-light`). `GATEHOUSE_TEST_NGINX` may name another binary.
+#![allow(clippy::disallowed_methods)] // tests wait on real time; the clock rule (clippy.toml) is for src/
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The proxy path against a real upstream: forwarding, header hygiene, streaming,
 //! upgrades, HTTP/2 and TLS, timeouts, bad input and graceful shutdown.
+#![allow(clippy::disallowed_methods)] // tests wait on real time; the clock rule (clippy.toml) is for src/
 
 mod common;
 
