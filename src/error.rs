@@ -100,7 +100,7 @@ pub enum ApiError {
     NoAccount,
     /// The owner holds as many credentials of a kind as their role allows.
     #[error("you already hold {limit} {what}, the most your role allows; delete one first")]
-    LimitReached { what: &'static str, code: &'static str, limit: i64 },
+    LimitReached { what: Limited, limit: i64 },
     /// A JSON endpoint got a body that does not say it is JSON.
     #[error("the body must be JSON, sent with Content-Type: application/json")]
     UnsupportedMediaType,
@@ -110,6 +110,25 @@ pub enum ApiError {
     /// A store or hashing failure; details are logged, never sent.
     #[error("internal error")]
     Internal,
+}
+
+/// What an [`ApiError::LimitReached`] counted: each has its own error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    ApiKeys,
+    Pats,
+    /// A store limit the caller did not say the kind of.
+    Credentials,
+}
+
+impl std::fmt::Display for Limited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limited::ApiKeys => "API keys",
+            Limited::Pats => "personal access tokens",
+            Limited::Credentials => "credentials",
+        })
+    }
 }
 
 impl ApiError {
@@ -124,7 +143,7 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Conflict(field) => ApiError::Conflict(field),
             crate::store::StoreError::NotFound => ApiError::NoAccount,
             crate::store::StoreError::LimitReached(limit) => {
-                ApiError::LimitReached { what: "credentials", code: "limit_reached", limit }
+                ApiError::LimitReached { what: Limited::Credentials, limit }
             }
             crate::store::StoreError::Database(msg) => {
                 tracing::error!(error = %msg, "store failure");
@@ -251,7 +270,9 @@ impl Error {
                 ApiError::InvalidVerificationToken => "invalid_verification_token",
                 ApiError::RegistrationClosed => "registration_closed",
                 ApiError::NoAccount => "invalid_token",
-                ApiError::LimitReached { code, .. } => code,
+                ApiError::LimitReached { what: Limited::ApiKeys, .. } => "api_key_limit_reached",
+                ApiError::LimitReached { what: Limited::Pats, .. } => "pat_limit_reached",
+                ApiError::LimitReached { what: Limited::Credentials, .. } => "limit_reached",
                 ApiError::NotFound(_) => "not_found",
                 ApiError::UnsupportedMediaType => "unsupported_media_type",
                 ApiError::Internal => "internal_error",

@@ -21,6 +21,7 @@ pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod mail;

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gatehouse::Config;
+use gatehouse::domain::claims::{AccessClaims, OperatorFacts};
+use gatehouse::domain::users::{self, NewAccount};
+use gatehouse::domain::{DomainError, clients, validate};
 use gatehouse::store::Store;
 
 // Many small, short-lived allocations per request (headers, URIs, futures): mimalloc
@@ -242,25 +245,22 @@ fn token(
         let own = gatehouse::auth::own_keys::OwnKeys::load(tokens, store, config.jwt.leeway).await?;
         anyhow::Ok(own.ring().signing.clone())
     })?;
-    let now = gatehouse::clock::now_secs();
-    let mut claims = serde_json::json!({
-        "iss": tokens.issuer,
-        "aud": tokens.audience,
-        "sub": sub,
-        "iat": now,
-        "exp": now + ttl.as_secs(),
-        "permissions": permissions,
-    });
-    for (name, value) in [("email", email), ("role", role), ("team_id", team_id)] {
-        if let Some(v) = value {
-            claims[name] = serde_json::Value::String(v);
-        }
-    }
-    if claims.get("email").is_some() {
-        // The operator who mints the token vouches for the address they put in it.
-        claims["email_verified"] = serde_json::Value::Bool(true);
-    }
+    let now = gatehouse::clock::now_secs() as i64;
+    let claims = AccessClaims::operator(
+        tokens,
+        &sub,
+        &permissions,
+        OperatorFacts { email: email.as_deref(), role: role.as_deref(), team_id: team_id.as_deref() },
+        ttl,
+        now,
+    );
     Ok(key.sign(&claims))
+}
+
+/// A domain error as the operator reads it: the store's own message, not the API's
+/// "internal error" (the CLI has no log to look in).
+fn cli_error(e: DomainError) -> anyhow::Error {
+    anyhow::Error::new(e)
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -285,33 +285,27 @@ fn create_user(
 ) -> Result<(), Failure> {
     let config = load(path)?;
     let cfg = &config.accounts;
-    let email = gatehouse::api::validate::email(&email).map_err(|e| anyhow::anyhow!("--{e}"))?;
-    let username = username
-        .as_deref()
-        .map(gatehouse::api::validate::username)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    // The flags are checked before the password is asked for; `users::create` checks all.
+    validate::email(&email).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if let Some(u) = &username {
+        validate::username(u).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    }
     let password = read_password()?;
-    gatehouse::api::validate::password("password", &password, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = NewAccount {
+        email,
+        password,
+        username,
+        name,
+        role,
+        permissions: (!permissions.is_empty()).then_some(permissions),
+        team_id,
+        ..NewAccount::default()
+    };
     let user = runtime()?.block_on(async {
         let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
-        let hash = gatehouse::auth::password::Passwords::new(1).hash(&password).await?;
+        let passwords = gatehouse::auth::password::Passwords::new(1);
         let now = gatehouse::clock::now_secs() as i64;
-        let user = store
-            .create_user(gatehouse::store::NewUser {
-                id: gatehouse::api::session::new_id(),
-                email,
-                username,
-                name,
-                password_hash: hash,
-                role: role.unwrap_or_else(|| cfg.default_role.clone()),
-                permissions: if permissions.is_empty() { cfg.default_permissions.clone() } else { permissions },
-                team_id,
-                now,
-                ..Default::default()
-            })
-            .await?;
-        anyhow::Ok(user)
+        users::create(&store, &passwords, cfg, new, now).await.map_err(cli_error)
     })?;
     println!("created user {} <{}> role={} permissions={}", user.id, user.email, user.role, user.permissions.join(","));
     Ok(())
@@ -335,7 +329,6 @@ fn rotate_keys(path: &Path, activate_in: &str) -> Result<(), Failure> {
 }
 
 fn client(command: ClientCommand) -> Result<(), Failure> {
-    use gatehouse::api::{clients, validate};
     let path = match &command {
         ClientCommand::Create { config, .. }
         | ClientCommand::List { config }
@@ -347,13 +340,12 @@ fn client(command: ClientCommand) -> Result<(), Failure> {
         let store = gatehouse::store::SqlStore::connect(&config.store.url).await?;
         match command {
             ClientCommand::Create { name, scopes, .. } => {
-                let name = validate::name(&name).map_err(|e| anyhow::anyhow!("--{e}"))?;
-                let scopes = validate::scopes("scopes", &scopes).map_err(|e| anyhow::anyhow!("--{e}"))?;
+                validate::name(&name).map_err(|e| anyhow::anyhow!("--{e}"))?;
+                validate::scopes("scopes", &scopes).map_err(|e| anyhow::anyhow!("--{e}"))?;
                 // The same pepper as the servers': a client made here authenticates there.
                 let pepper = gatehouse::auth::api_key::Pepper::load(&config, &store).await?;
                 let (client, secret) =
-                    clients::new_client(&pepper, &config.clients.secret_prefix, name, scopes, None, now);
-                store.create_client(&client).await?;
+                    clients::create(&store, &pepper, &config, &name, &scopes, None, now).await.map_err(cli_error)?;
                 println!("client_id: {}\nclient_secret: {secret}", client.id);
                 eprintln!("the secret is shown only this once: store it now");
             }
@@ -365,8 +357,7 @@ fn client(command: ClientCommand) -> Result<(), Failure> {
             }
             ClientCommand::Delete { id, .. } => {
                 let now = gatehouse::clock::now_secs() as i64;
-                let cutoff = gatehouse::api::client_auth::client_cutoff(&config, now);
-                if !store.revoke_client(&id, now, cutoff).await? {
+                if clients::delete(&store, &config, &id, now).await.map_err(cli_error)?.is_none() {
                     anyhow::bail!("no live client {id}");
                 }
                 println!("deleted client {id}; its tokens are refused from now on");

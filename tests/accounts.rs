@@ -16,6 +16,7 @@ on_both!(
     register_login_and_profile,
     bad_input_is_400_and_changes_nothing,
     one_registration_per_email_under_concurrency,
+    taken_emails_and_usernames_are_named_conflicts,
     refresh_rotates_and_reuse_revokes_the_family,
     logout_revokes_token_and_session,
     lockout_after_failed_logins,
@@ -205,6 +206,34 @@ async fn one_registration_per_email_under_concurrency(backend: Backend) {
     }
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+}
+
+/// Each unique field is told apart by its constraint (Postgres) or column (SQLite), in
+/// any spelling the store normalises away; nothing is created by a refused registration.
+async fn taken_emails_and_usernames_are_named_conflicts(backend: Backend) {
+    let e = env(backend, "[rate_limit]\nlogin_per_minute = 1000").await;
+    let first = json!({"email": "taken@example.com", "username": "taken_name", "password": PW});
+    assert_eq!(post(&e.gh, "/auth/register", &first, None).await.0, 201);
+    let cases = [
+        ("same email", json!({"email": "taken@example.com", "password": PW}), "email"),
+        ("email in capitals", json!({"email": "TAKEN@Example.com", "password": PW}), "email"),
+        ("same username", json!({"email": "other@example.com", "username": "taken_name", "password": PW}), "username"),
+        (
+            "username in capitals",
+            json!({"email": "o2@example.com", "username": "Taken_Name", "password": PW}),
+            "username",
+        ),
+    ];
+    for (name, body, field) in cases {
+        let (status, _, answer) = post(&e.gh, "/auth/register", &body, None).await;
+        assert_eq!(status, 409, "{name}: {answer}");
+        assert_eq!(answer["code"], "conflict", "{name}: {answer}");
+        assert_eq!(answer["message"], format!("{field} is already taken"), "{name}: {answer}");
+    }
+    for email in ["other@example.com", "o2@example.com"] {
+        let (status, _, _) = post(&e.gh, "/auth/login", &json!({"email": email, "password": PW}), None).await;
+        assert_eq!(status, 401, "{email} was not created");
+    }
 }
 
 async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {

@@ -413,6 +413,7 @@ async fn a_flood_of_unknown_keys_is_absorbed(backend: Backend) {
     let before = store_ops(&e.gh).await;
     let flood: Vec<String> = (0..200).map(|_| gatehouse::auth::api_key::generate("gk")).collect();
     let mut statuses = BTreeMap::<u16, usize>::new();
+    let started = std::time::Instant::now();
     for k in &flood {
         let (status, headers, body) = with_key(&e.gh, "/app", k).await;
         *statuses.entry(status).or_default() += 1;
@@ -425,11 +426,13 @@ async fn a_flood_of_unknown_keys_is_absorbed(backend: Backend) {
             other => panic!("unexpected {other}: {body}"),
         }
     }
+    let elapsed = started.elapsed();
     let after = store_ops(&e.gh).await;
     let looked_up = lookups(&after) - lookups(&before);
     // 20 failures use up the minute's budget; the 21st lookup finds the address over it, and
-    // from then on one more lookup per 3 s is allowed.
-    assert!(looked_up <= 22, "{looked_up} lookups for 200 unknown keys at 20 per minute");
+    // from then on one more lookup per 3 s is allowed (a loaded machine takes longer).
+    let allowed = 22 + elapsed.as_secs() / 3;
+    assert!(looked_up <= allowed, "{looked_up} lookups for 200 unknown keys at 20 per minute in {elapsed:?}");
     assert_eq!(statuses.get(&401).copied().unwrap_or(0) as u64, looked_up, "{statuses:?}");
 
     // The keys that were looked up are remembered as unknown: asking again costs nothing.

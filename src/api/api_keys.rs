@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::Accounts;
 use super::extract::{ApiResult, Caller, Json};
 use super::session::rfc3339;
-use super::validate;
 use crate::auth::api_key::{self, ApiKeys};
 use crate::clock::now_secs;
+use crate::domain::validate;
 use crate::error::{AccessError, ApiError};
 use crate::store::{ApiKey, KeyKind};
 

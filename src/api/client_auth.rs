@@ -18,9 +18,6 @@ use crate::auth::principal::Principal;
 use crate::error::{ApiError, AuthError, Error, OAuthError};
 use crate::store::Client;
 
-/// Client ids longer than this are not looked up (ours are 25 characters).
-const MAX_CLIENT_ID: usize = 128;
-
 /// Compared against when the client does not exist, so an unknown client costs the same HMAC
 /// and comparison as a known one.
 const NO_DIGEST: [u8; 32] = [0; 32];
@@ -134,25 +131,12 @@ fn form_decode(s: &str) -> Result<String, OAuthError> {
         .map_err(|_| invalid("a form parameter is not valid UTF-8 once decoded"))
 }
 
-/// Whether `id` could be a client id at all: short, and letters, digits, `_` or `-` (so a NUL
-/// or other junk never reaches the store, where Postgres would refuse it as text).
-pub fn is_client_id(id: &str) -> bool {
-    (1..=MAX_CLIENT_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// The cut-off that voids a deleted client's tokens: every token it could ever have been issued,
-/// including one signed by a request that read the client just before the delete committed
-/// (a deleted client can get no new token, so the cut-off may lie in the future).
-pub fn client_cutoff(config: &crate::Config, now: i64) -> i64 {
-    now + (config.clients.token_ttl + config.jwt.leeway).as_secs() as i64 + 1
-}
-
 /// The client the request authenticates, live. Unknown, wrong secret and revoked all answer
 /// `invalid_client`, after the same digest comparison.
 pub async fn authenticate(acc: &Accounts, form: &OAuthForm) -> Result<Client, Error> {
     let Some((id, secret)) = &form.credentials else { return Err(OAuthError::InvalidClient.into()) };
     let pepper = acc.keys.pepper();
-    let client = match is_client_id(id) {
+    let client = match crate::domain::clients::is_client_id(id) {
         true => acc.store.client_by_id(id).await.map_err(ApiError::from)?,
         false => None,
     };

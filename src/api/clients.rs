@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::rand::SecureRandom;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -13,14 +12,11 @@ use serde_json::{Value, json};
 use super::Accounts;
 use super::extract::{ApiResult, Caller, Json};
 use super::session::rfc3339;
-use super::validate;
-use crate::auth::api_key::{self, Pepper};
 use crate::auth::principal::Principal;
 use crate::clock::now_secs;
+use crate::domain::clients;
 use crate::error::{AccessError, ApiError};
 use crate::store::{Client, Revocation};
-
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,13 +30,17 @@ pub async fn create(State(acc): State<Arc<Accounts>>, Caller(p): Caller, req: Re
     require_admin(&acc, &p).await?;
     // Read after the role check: a non-admin learns nothing from validation errors.
     let Json(body) = Json::<NewClient>::from_request(req, &acc).await?;
-    let name = validate::name(&body.name)?;
-    let scopes = validate::scopes("scopes", &body.scopes)?;
-    let pepper = acc.keys.pepper();
     let now = now_secs() as i64;
-    let (client, secret) =
-        new_client(pepper, &acc.config.clients.secret_prefix, name, scopes, Some(p.subject.clone()), now);
-    acc.store.create_client(&client).await.map_err(ApiError::from)?;
+    let (client, secret) = clients::create(
+        acc.store.as_ref(),
+        acc.keys.pepper(),
+        &acc.config,
+        &body.name,
+        &body.scopes,
+        Some(p.subject.clone()),
+        now,
+    )
+    .await?;
     let mut out = view(&client);
     out["client_secret"] = json!(secret);
     let mut resp = (StatusCode::CREATED, axum::Json(out)).into_response();
@@ -56,14 +56,9 @@ pub async fn list(State(acc): State<Arc<Accounts>>, Caller(p): Caller) -> ApiRes
 
 pub async fn delete(State(acc): State<Arc<Accounts>>, Caller(p): Caller, Path(id): Path<String>) -> ApiResult {
     require_admin(&acc, &p).await?;
-    if !crate::api::client_auth::is_client_id(&id) {
-        return Err(ApiError::NotFound("client").into());
-    }
     let now = now_secs() as i64;
-    let cutoff = crate::api::client_auth::client_cutoff(&acc.config, now);
-    if !acc.store.revoke_client(&id, now, cutoff).await.map_err(ApiError::from)? {
-        return Err(ApiError::NotFound("client").into());
-    }
+    let cutoff =
+        clients::delete(acc.store.as_ref(), &acc.config, &id, now).await?.ok_or(ApiError::NotFound("client"))?;
     // The store announces the cut-off to the other replicas; this one applies it at once.
     acc.auth.revocations.apply(Revocation::User { user_id: id, after: cutoff });
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -80,43 +75,6 @@ async fn require_admin(acc: &Accounts, p: &Principal) -> ApiResult<()> {
     Ok(())
 }
 
-/// A new client and its secret. `name` and `scopes` must be validated already.
-pub fn new_client(
-    pepper: &Pepper,
-    secret_prefix: &str,
-    name: String,
-    scopes: Vec<String>,
-    created_by: Option<String>,
-    now: i64,
-) -> (Client, String) {
-    let secret = api_key::generate(secret_prefix);
-    let client = Client {
-        id: new_client_id(),
-        name,
-        secret_digest: pepper.digest(&secret).to_vec(),
-        scopes,
-        created_at: now,
-        created_by,
-        revoked_at: None,
-    };
-    (client, secret)
-}
-
-/// `gc_` and 128 random bits in 22 base62 digits: public, but unguessable and recognisable.
-pub fn new_client_id() -> String {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system randomness");
-    let mut n = u128::from_be_bytes(bytes);
-    let mut id = String::with_capacity(25);
-    id.push_str("gc_");
-    // 62^22 > 2^128: 22 digits hold every value.
-    for _ in 0..22 {
-        id.push(BASE62[(n % 62) as usize] as char);
-        n /= 62;
-    }
-    id
-}
-
 /// A client as listed: never its secret or digest.
 pub fn view(c: &Client) -> Value {
     json!({
@@ -131,21 +89,13 @@ pub fn view(c: &Client) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::api_key::Pepper;
 
     #[test]
-    fn client_ids_are_fixed_width_base62() {
-        let a = new_client_id();
-        assert_eq!(a.len(), 25, "{a}");
-        assert!(a.starts_with("gc_") && a[3..].bytes().all(|b| b.is_ascii_alphanumeric()), "{a}");
-        assert_ne!(a, new_client_id());
-    }
-
-    #[test]
-    fn secrets_are_stored_as_digests_only() {
+    fn the_listed_view_never_holds_the_secret() {
         let pepper = Pepper::new(&[7; 32]);
-        let (client, secret) = new_client(&pepper, "gcs", "ci".into(), vec!["read".into()], None, 0);
-        assert!(secret.starts_with("gcs_") && api_key::parse(&secret).is_some(), "{secret}");
-        assert!(pepper.matches(&secret, &client.secret_digest));
-        assert!(!view(&client).to_string().contains(&secret));
+        let (client, secret) = clients::new_client(&pepper, "gcs", "ci".into(), vec!["read".into()], None, 0);
+        let shown = view(&client).to_string();
+        assert!(!shown.contains(&secret) && shown.contains(&client.id), "{shown}");
     }
 }

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use super::Accounts;
 use super::extract::{ApiResult, Caller, Holder, Json};
-use super::{session, validate};
+use super::session;
+use crate::domain::validate;
 use crate::error::ApiError;
 use crate::store::ProfileUpdate;
 

@@ -15,7 +15,6 @@ pub mod register;
 pub mod revoke;
 pub mod session;
 pub mod token;
-pub mod validate;
 pub mod verify_email;
 
 use std::sync::Arc;

@@ -12,7 +12,8 @@ use serde_json::json;
 use super::Accounts;
 use super::extract::{ApiResult, Caller, ClientIp, Json, rate_limit};
 use super::login::{self, Attempt};
-use super::{session, validate};
+use super::session;
+use crate::domain::validate;
 use crate::error::ApiError;
 use crate::store::Revocation;
 

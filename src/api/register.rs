@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::Accounts;
 use super::extract::{ApiResult, ClientIp, Json, rate_limit};
-use super::{session, validate};
+use super::session;
+use crate::domain::users::{self, NewAccount};
 use crate::error::ApiError;
-use crate::store::NewUser;
 
 #[derive(Deserialize)]
 pub struct Register {
@@ -30,42 +30,22 @@ pub struct Register {
 
 pub async fn register(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Register>) -> ApiResult {
     rate_limit(&acc, ip)?;
-    let cfg = &acc.config.accounts;
-    if !cfg.registration {
+    if !acc.config.accounts.registration {
         return Err(ApiError::RegistrationClosed.into());
     }
-    let email = validate::email(&body.email)?;
-    validate::password("password", &body.password, cfg)?;
-    let username = body.username.as_deref().map(validate::username).transpose()?;
-    let name = validate::text("name", body.name.or(body.full_name), 200)?;
-    let first_name = validate::text("first_name", body.first_name, 100)?;
-    let last_name = validate::text("last_name", body.last_name, 100)?;
-    let phone = validate::text("phone", body.phone, 40)?;
-    let profile = body.profile.unwrap_or_default();
-    if Value::Object(profile.clone()).to_string().len() > 8 * 1024 {
-        return Err(ApiError::validation("profile", "is larger than 8 KiB").into());
-    }
-    let password_hash = acc.passwords.hash(&body.password).await.map_err(ApiError::from)?;
     let now = crate::clock::now_secs() as i64;
-    let user = acc
-        .store
-        .create_user(NewUser {
-            id: session::new_id(),
-            email,
-            username,
-            name,
-            first_name,
-            last_name,
-            phone,
-            profile,
-            password_hash,
-            role: cfg.default_role.clone(),
-            permissions: cfg.default_permissions.clone(),
-            team_id: None,
-            now,
-        })
-        .await
-        .map_err(ApiError::from)?;
+    let new = NewAccount {
+        email: body.email,
+        password: body.password,
+        username: body.username,
+        name: body.name.or(body.full_name),
+        first_name: body.first_name,
+        last_name: body.last_name,
+        phone: body.phone,
+        profile: body.profile.unwrap_or_default(),
+        ..NewAccount::default()
+    };
+    let user = users::create(acc.store.as_ref(), &acc.passwords, &acc.config.accounts, new, now).await?;
     super::verify_email::send_later(&acc, user.clone());
     let body = session::start(&acc, &user, now).await?;
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())

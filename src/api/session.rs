@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use super::Accounts;
 use super::extract::ApiResult;
+use crate::domain::claims::AccessClaims;
+use crate::domain::new_id;
 use crate::error::ApiError;
 use crate::store::{NewRefresh, User};
 
@@ -20,10 +22,6 @@ pub fn random_b64(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     aws_lc_rs::rand::SystemRandom::new().fill(&mut buf).expect("system randomness");
     B64.encode(buf)
-}
-
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 pub fn digest_of(token: &str) -> Vec<u8> {
@@ -79,25 +77,8 @@ pub fn user_json(u: &User) -> Value {
 
 /// Signs an access token for `user` in session `family_id`.
 fn access_token(acc: &Accounts, user: &User, family_id: &str, now: i64) -> (String, i64) {
-    let tokens = &acc.tokens;
-    let ttl = tokens.access_ttl.as_secs() as i64;
-    let claims = json!({
-        "iss": tokens.issuer,
-        "aud": tokens.audience,
-        "sub": user.id,
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "name": user.name,
-        "role": user.role,
-        "permissions": user.permissions,
-        "team_id": user.team_id,
-        "iat": now,
-        "exp": now + ttl,
-        "jti": new_id(),
-        "sid": family_id,
-    });
-    let own = &acc.own;
-    (own.ring().signing.sign(&claims), ttl)
+    let claims = AccessClaims::user(&acc.tokens, user, family_id, now);
+    (acc.own.ring().signing.sign(&claims), acc.tokens.access_ttl.as_secs() as i64)
 }
 
 fn pair(acc: &Accounts, user: &User, family_id: &str, refresh: &str, now: i64) -> Value {

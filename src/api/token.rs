@@ -9,9 +9,9 @@ use serde_json::json;
 use super::Accounts;
 use super::client_auth::{self, OAuthForm};
 use super::extract::{ApiResult, ClientIp};
-use super::session::new_id;
 use crate::auth::jwt::CLIENT_CREDENTIALS;
 use crate::clock::now_secs;
+use crate::domain::claims::AccessClaims;
 use crate::error::{Error, OAuthError};
 
 pub async fn token(State(acc): State<Arc<Accounts>>, ip: ClientIp, req: Request) -> ApiResult {
@@ -48,25 +48,10 @@ pub async fn token(State(acc): State<Arc<Accounts>>, ip: ClientIp, req: Request)
             scopes
         }
     };
-    let tokens = &acc.tokens;
     let ttl = acc.config.clients.token_ttl.as_secs() as i64;
+    let claims = AccessClaims::client(&acc.tokens, &client, &scopes, ttl, now);
+    let access_token = acc.own.ring().signing.sign(&claims);
     let scope = scopes.join(" ");
-    // `gty` makes the verifier treat it as a client's token (X-Auth-Method: client_credentials);
-    // `sub` is the client id, so deleting the client cuts off every token at once.
-    let claims = json!({
-        "iss": tokens.issuer,
-        "aud": tokens.audience,
-        "sub": client.id,
-        "client_id": client.id,
-        "gty": CLIENT_CREDENTIALS,
-        "scope": scope,
-        "permissions": scopes,
-        "iat": now,
-        "exp": now + ttl,
-        "jti": new_id(),
-    });
-    let own = &acc.own;
-    let access_token = own.ring().signing.sign(&claims);
     Ok(client_auth::no_store(json!({
         "access_token": access_token,
         "token_type": "Bearer",

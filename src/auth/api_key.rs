@@ -423,13 +423,10 @@ const ROLE_SCOPE_PREFIX: &str = "role:";
 
 /// What a failed key creation means for the caller.
 pub fn limit_error(kind: KeyKind, e: StoreError) -> crate::error::ApiError {
+    use crate::error::{ApiError, Limited};
     match (kind, e) {
-        (KeyKind::Pat, StoreError::LimitReached(limit)) => {
-            crate::error::ApiError::LimitReached { what: "personal access tokens", code: "pat_limit_reached", limit }
-        }
-        (KeyKind::ApiKey, StoreError::LimitReached(limit)) => {
-            crate::error::ApiError::LimitReached { what: "API keys", code: "api_key_limit_reached", limit }
-        }
+        (KeyKind::Pat, StoreError::LimitReached(limit)) => ApiError::LimitReached { what: Limited::Pats, limit },
+        (KeyKind::ApiKey, StoreError::LimitReached(limit)) => ApiError::LimitReached { what: Limited::ApiKeys, limit },
         (_, e) => e.into(),
     }
 }

@@ -183,13 +183,13 @@ impl SigningKey {
     /// Signs `claims` as an access token: a compact JWS with this key's `alg` and `kid` and
     /// `typ: at+jwt` (RFC 9068), which Gatehouse's verifier requires of its own tokens, so
     /// no other JWT this key might ever sign (an ID token, a link token) passes as one.
-    pub fn sign(&self, claims: &Value) -> String {
+    pub fn sign(&self, claims: &impl serde::Serialize) -> String {
         let header = json!({"alg": format!("{:?}", self.algorithm), "typ": ACCESS_TOKEN_TYP, "kid": self.kid});
         self.sign_with_header(&header, claims)
     }
 
     /// Signs with a caller-built JOSE header (tests use it to forge odd headers).
-    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+    pub fn sign_with_header(&self, header: &Value, claims: &impl serde::Serialize) -> String {
         let mut token = B64.encode(serde_json::to_vec(&header).expect("header serialises"));
         token.push('.');
         token.push_str(&B64.encode(serde_json::to_vec(claims).expect("claims serialise")));

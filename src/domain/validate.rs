@@ -1,4 +1,4 @@
-//! Field checks shared by the auth API's handlers; each error names its field.
+//! Field checks shared by the auth API's handlers and the CLI; each error names its field.
 
 use crate::config::AccountsConfig;
 use crate::error::ApiError;

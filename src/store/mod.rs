@@ -29,12 +29,32 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e
             && db.is_unique_violation()
+            && let Some(field) = unique_field(db.as_ref())
         {
-            let msg = db.message().to_ascii_lowercase();
-            return StoreError::Conflict(if msg.contains("username") { "username" } else { "email" });
+            return StoreError::Conflict(field);
         }
         StoreError::Database(e.to_string())
     }
+}
+
+/// The unique columns a caller may collide on, and the field each is reported as.
+const UNIQUE_FIELDS: [(&str, &str, &str); 2] =
+    [("users", "email_norm", "email"), ("users", "username_norm", "username")];
+
+/// The field a unique violation is on, from its constraint: Postgres names it
+/// (`users_email_norm_key`, the name of a column `UNIQUE`); SQLite names none, and reports
+/// the table and column in a fixed form instead (`UNIQUE constraint failed: users.email_norm`).
+/// Any other unique violation is no caller's conflict but a store failure.
+fn unique_field(db: &dyn sqlx::error::DatabaseError) -> Option<&'static str> {
+    let sqlite = db.message().strip_prefix("UNIQUE constraint failed: ");
+    UNIQUE_FIELDS.iter().find_map(|&(table, column, field)| {
+        let named = match (db.constraint(), sqlite) {
+            (Some(constraint), _) => constraint == format!("{table}_{column}_key"),
+            (None, Some(columns)) => columns == format!("{table}.{column}"),
+            (None, None) => false,
+        };
+        named.then_some(field)
+    })
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
