@@ -2,14 +2,20 @@
 //! enforces the route table, injects identity headers and forwards to the protected app.
 //!
 //! Layout, in the order a request meets it:
-//! - [`server`]: listener, TLS, HTTP/1 and HTTP/2, idle limits, graceful shutdown; [`peer`]: who
-//!   is on the other end;
-//! - [`proxy`]: the pipeline stages, listed in order in its module doc, forward-auth among them;
-//! - [`api`]: Gatehouse's own endpoints (health, readiness, metrics, JWKS, the auth API);
-//! - [`routes`]: the compiled route table and canonical paths and hosts; [`auth`]:
-//!   credential extraction and verification; [`upstream`]: the pooled client to the app;
-//! - [`config`]: the validated configuration; [`error`]: errors and their HTTP mapping;
-//! - [`telemetry`]: logs, request ids, metrics.
+//! - [`server`]: listener, TLS, HTTP/1 and HTTP/2, idle limits, graceful shutdown; [`peer`]:
+//!   who is on the other end; [`context`]: the per-request context and its access-log line;
+//! - [`proxy`]: the pipeline, its stages listed in order in its module doc. Stage 1 sends a
+//!   request to [`builtin`] (health, readiness, metrics, JWKS, discovery), to forward-auth
+//!   ([`proxy::forward_auth`]), to the auth API ([`api`]) or on through stages 2 to 7;
+//! - [`routes`]: the compiled route table, canonical paths and hosts; [`auth`]: credential
+//!   extraction and verification, and what Gatehouse issues itself; [`upstream`]: the pooled
+//!   client to the app; [`body`]: the one response body type;
+//! - [`api`]: the auth API's handlers and its state; [`domain`]: accounts, clients and token
+//!   claims, shared with the CLI; [`store`]: SQLite or Postgres; [`limits`]: per-IP rate
+//!   limits; [`mail`]: SMTP or an outbox directory;
+//! - [`app`]: the shared state, built once; [`config`]: the validated configuration;
+//!   [`error`]: errors and their HTTP mapping; [`clock`]: the one reader of time;
+//!   [`telemetry`]: the log subscriber and metrics.
 
 #![forbid(unsafe_code)]
 

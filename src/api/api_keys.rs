@@ -71,7 +71,7 @@ async fn create(acc: Arc<Accounts>, Caller(p): Caller, body: NewKey, kind: KeyKi
     };
     let store = &acc.store;
     // The live account, not the token's snapshot: permissions or role may have changed since.
-    let user = store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
+    let user = store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
     let scopes = match &body.scopes {
         Some(requested) => validate::scopes("scopes", requested)?,
         None => user.permissions.iter().filter(|p| !api_key::is_role_scope(p)).cloned().collect(),
@@ -124,7 +124,7 @@ async fn create(acc: Arc<Accounts>, Caller(p): Caller, body: NewKey, kind: KeyKi
 }
 
 async fn list(acc: Arc<Accounts>, Caller(p): Caller, kind: KeyKind) -> ApiResult {
-    let keys = acc.store.api_keys_of(&p.subject, kind).await.map_err(ApiError::from)?;
+    let keys = acc.store.api_keys_of(&p.subject, kind).await?;
     Ok(axum::Json(Value::Array(keys.iter().map(view).collect())).into_response())
 }
 
@@ -137,16 +137,11 @@ async fn delete(acc: Arc<Accounts>, Caller(p): Caller, id: String, kind: KeyKind
         KeyKind::Pat => "personal access token",
     };
     // Only the caller's own keys, and only of the kind this path manages.
-    let owned = acc.store.api_keys_of(&p.subject, kind).await.map_err(ApiError::from)?;
+    let owned = acc.store.api_keys_of(&p.subject, kind).await?;
     if !owned.iter().any(|k| k.id == id) {
         return Err(ApiError::NotFound(what).into());
     }
-    let revoked = acc
-        .store
-        .revoke_api_key(&id, Some(&p.subject), now, until)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or(ApiError::NotFound(what))?;
+    let revoked = acc.store.revoke_api_key(&id, Some(&p.subject), now, until).await?.ok_or(ApiError::NotFound(what))?;
     keys.revoked(&revoked, until).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::Accounts;
 use crate::auth::principal::Principal;
-use crate::error::{ApiError, AuthError, Error, OAuthError};
+use crate::error::{AuthError, Error, OAuthError};
 use crate::store::Client;
 
 /// Compared against when the client does not exist, so an unknown client costs the same HMAC
@@ -137,7 +137,7 @@ pub async fn authenticate(acc: &Accounts, form: &OAuthForm) -> Result<Client, Er
     let Some((id, secret)) = &form.credentials else { return Err(OAuthError::InvalidClient.into()) };
     let pepper = acc.keys.pepper();
     let client = match crate::domain::clients::is_client_id(id) {
-        true => acc.store.client_by_id(id).await.map_err(ApiError::from)?,
+        true => acc.store.client_by_id(id).await?,
         false => None,
     };
     let matches = pepper.matches(secret, client.as_ref().map_or(&NO_DIGEST[..], |c| c.secret_digest.as_slice()));

@@ -50,7 +50,7 @@ pub async fn create(State(acc): State<Arc<Accounts>>, Caller(p): Caller, req: Re
 
 pub async fn list(State(acc): State<Arc<Accounts>>, Caller(p): Caller) -> ApiResult {
     require_admin(&acc, &p).await?;
-    let clients = acc.store.clients().await.map_err(ApiError::from)?;
+    let clients = acc.store.clients().await?;
     Ok(axum::Json(Value::Array(clients.iter().map(view).collect())).into_response())
 }
 
@@ -68,7 +68,7 @@ pub async fn delete(State(acc): State<Arc<Accounts>>, Caller(p): Caller, Path(id
 /// not keep the power to mint credentials.
 async fn require_admin(acc: &Accounts, p: &Principal) -> ApiResult<()> {
     let role = &acc.config.accounts.admin_role;
-    let user = acc.store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
+    let user = acc.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
     if user.role != *role {
         return Err(AccessError::MissingRole { roles: vec![role.clone()] }.into());
     }

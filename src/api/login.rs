@@ -54,7 +54,7 @@ pub async fn login(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): J
         return Err(Error::RateLimited { retry_after });
     }
     let store = &acc.store;
-    let user = store.user_by_login(&identifier).await.map_err(ApiError::from)?;
+    let user = store.user_by_login(&identifier).await?;
     let key = lockout_key(user.as_ref(), &identifier);
     // The same argon2 work runs whether or not the account exists.
     let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -82,12 +82,12 @@ pub async fn login(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): J
         // Imported bcrypt (or weaker argon2) hashes become argon2id on the first good login.
         match acc.passwords.hash(&body.password).await {
             Ok(hash) => {
-                store.set_password(&user.id, &hash, now, None).await.map_err(ApiError::from)?;
+                store.set_password(&user.id, &hash, now, None).await?;
             }
             Err(_) => tracing::warn!(user = %user.id, "could not upgrade a password hash"),
         }
     }
-    store.touch_login(&user.id, now).await.map_err(ApiError::from)?;
+    store.touch_login(&user.id, now).await?;
     audit(Some(user.id.clone()), LoginOutcome::Success).await;
     let mut user = user;
     user.last_login_at = Some(now);
@@ -127,12 +127,12 @@ pub async fn check_password(
     let cfg = &acc.config.rate_limit;
     let threshold = i64::from(cfg.lockout_after);
     let lock_secs = i64::from(cfg.lockout_minutes) * 60;
-    if let Some(until) = acc.store.reserve_attempt(key, now, threshold, lock_secs).await.map_err(ApiError::from)? {
+    if let Some(until) = acc.store.reserve_attempt(key, now, threshold, lock_secs).await? {
         return Ok(Attempt::Locked { retry_after: Duration::from_secs((until - now).max(1) as u64) });
     }
-    let checked = acc.passwords.check(password, hash).await.map_err(ApiError::from)?;
+    let checked = acc.passwords.check(password, hash).await?;
     if checked.ok {
-        acc.store.clear_failures(key).await.map_err(ApiError::from)?;
+        acc.store.clear_failures(key).await?;
     }
     Ok(Attempt::Checked(checked))
 }

@@ -9,7 +9,6 @@ use axum::response::IntoResponse;
 
 use super::Accounts;
 use super::extract::{ApiResult, Caller};
-use crate::error::ApiError;
 use crate::store::Revocation;
 
 pub async fn logout(State(acc): State<Arc<Accounts>>, Caller(p): Caller) -> ApiResult {
@@ -18,12 +17,12 @@ pub async fn logout(State(acc): State<Arc<Accounts>>, Caller(p): Caller) -> ApiR
     let until = p.expires_at.map(|e| e as i64).unwrap_or(now);
     let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
     if let Some(jti) = &p.token_id {
-        store.revoke_token(jti, until, now).await.map_err(ApiError::from)?;
+        store.revoke_token(jti, until, now).await?;
         // This replica refuses it at once; others learn it from the store.
         acc.auth.revocations.apply(Revocation::Token { jti: jti.clone(), until });
     }
     if let Some(sid) = &p.session_id {
-        store.revoke_family(sid, now, access_ttl).await.map_err(ApiError::from)?;
+        store.revoke_family(sid, now, access_ttl).await?;
         acc.auth.revocations.apply(Revocation::Session { family_id: sid.clone(), until: now + access_ttl });
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::store::ProfileUpdate;
 
 pub async fn get(State(acc): State<Arc<Accounts>>, Holder(p): Holder) -> ApiResult {
-    let user = acc.store.user_by_id(&p.subject).await.map_err(ApiError::from)?.ok_or(ApiError::NoAccount)?;
+    let user = acc.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
     Ok(axum::Json(session::user_json(&user)).into_response())
 }
 
@@ -78,6 +78,6 @@ pub async fn patch(State(acc): State<Arc<Accounts>>, Caller(p): Caller, Json(bod
         profile,
     };
     let now = crate::clock::now_secs() as i64;
-    let user = acc.store.update_profile(&p.subject, &update, now).await.map_err(ApiError::from)?;
+    let user = acc.store.update_profile(&p.subject, &update, now).await?;
     Ok(axum::Json(session::user_json(&user)).into_response())
 }

@@ -27,8 +27,7 @@ pub async fn refresh(State(acc): State<Arc<Accounts>>, Json(body): Json<Refresh>
     let now = crate::clock::now_secs() as i64;
     let grace = acc.config.accounts.refresh_grace.as_secs() as i64;
     let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
-    let outcome =
-        acc.store.use_refresh(&session::digest_of(token), now, grace, access_ttl).await.map_err(ApiError::from)?;
+    let outcome = acc.store.use_refresh(&session::digest_of(token), now, grace, access_ttl).await?;
     let (id, user_id, family_id, replay) = match outcome {
         RefreshUse::Rotated { id, user_id, family_id } => (id, user_id, family_id, false),
         RefreshUse::Replayed { id, user_id, family_id } => (id, user_id, family_id, true),
@@ -39,7 +38,7 @@ pub async fn refresh(State(acc): State<Arc<Accounts>>, Json(body): Json<Refresh>
         }
         RefreshUse::Invalid => return Err(ApiError::InvalidRefreshToken.into()),
     };
-    let user = acc.store.user_by_id(&user_id).await.map_err(ApiError::from)?.ok_or(ApiError::InvalidRefreshToken)?;
+    let user = acc.store.user_by_id(&user_id).await?.ok_or(ApiError::InvalidRefreshToken)?;
     super::verify_email::require_verified(&acc, &user)?;
     Ok(axum::Json(session::next(&acc, &user, &family_id, &id, token, replay, now).await?).into_response())
 }

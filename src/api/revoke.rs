@@ -13,7 +13,7 @@ use super::extract::{ApiResult, ClientIp};
 use super::session;
 use crate::auth::principal::{Principal, PrincipalKind};
 use crate::clock::now_secs;
-use crate::error::{ApiError, OAuthError};
+use crate::error::OAuthError;
 use crate::store::{Client, RefreshUse, Revocation};
 
 /// A client may revoke the tokens issued to itself; an admin client also users' access tokens
@@ -72,12 +72,12 @@ async fn revoke_jwt(acc: &Accounts, p: &Principal) -> ApiResult<()> {
         );
     };
     let until = p.expires_at.map_or(now, |e| e as i64);
-    store.revoke_token(jti, until, now).await.map_err(ApiError::from)?;
+    store.revoke_token(jti, until, now).await?;
     acc.auth.revocations.apply(Revocation::Token { jti: jti.clone(), until });
     if let Some(sid) = &p.session_id {
         // A user's access token ends its session too, as logout does.
         let access_ttl = acc.tokens.access_ttl.as_secs() as i64;
-        store.revoke_family(sid, now, access_ttl).await.map_err(ApiError::from)?;
+        store.revoke_family(sid, now, access_ttl).await?;
         acc.auth.revocations.apply(Revocation::Session { family_id: sid.clone(), until: now + access_ttl });
     }
     Ok(())
@@ -90,15 +90,14 @@ async fn revoke_refresh(acc: &Accounts, token: &str) -> ApiResult<()> {
     // Using the token is the only way to find its family; the family dies right after, so the
     // use has no other effect. A token used before names its family all the same (the store
     // revokes that family itself).
-    let family_id =
-        match store.use_refresh(&session::digest_of(token), now, 0, access_ttl).await.map_err(ApiError::from)? {
-            RefreshUse::Rotated { family_id, .. } | RefreshUse::Replayed { family_id, .. } => {
-                store.revoke_family(&family_id, now, access_ttl).await.map_err(ApiError::from)?;
-                family_id
-            }
-            RefreshUse::Reused { family_id } => family_id,
-            RefreshUse::Invalid => return Ok(()),
-        };
+    let family_id = match store.use_refresh(&session::digest_of(token), now, 0, access_ttl).await? {
+        RefreshUse::Rotated { family_id, .. } | RefreshUse::Replayed { family_id, .. } => {
+            store.revoke_family(&family_id, now, access_ttl).await?;
+            family_id
+        }
+        RefreshUse::Reused { family_id } => family_id,
+        RefreshUse::Invalid => return Ok(()),
+    };
     acc.auth.revocations.apply(Revocation::Session { family_id, until: now + access_ttl });
     Ok(())
 }
@@ -108,7 +107,7 @@ async fn revoke_key(acc: &Accounts, p: &Principal) -> ApiResult<()> {
     let Some(id) = &p.token_id else { return Ok(()) };
     let now = now_secs() as i64;
     let until = now + keys.revocation_window();
-    if let Some(key) = acc.store.revoke_api_key(id, None, now, until).await.map_err(ApiError::from)? {
+    if let Some(key) = acc.store.revoke_api_key(id, None, now, until).await? {
         keys.revoked(&key, until).await;
     }
     Ok(())

@@ -12,7 +12,6 @@ use super::Accounts;
 use super::extract::ApiResult;
 use crate::domain::claims::AccessClaims;
 use crate::domain::new_id;
-use crate::error::ApiError;
 use crate::store::{NewRefresh, User};
 
 /// Refresh tokens read `grt_<43 chars>`: recognisable to secret scanners.
@@ -137,8 +136,7 @@ async fn store_refresh(
             now,
             expires_at: now + ttl,
         })
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@
 //! 6. **forward** ([`crate::upstream`]): the canonical path and host are sent upstream with
 //!    `X-Forwarded-*` set, bodies streamed, allowed upgrades spliced.
 //! 7. **respond** ([`respond`]): errors become the one JSON shape; the request id is set and
-//!    one access-ctx line written.
+//!    one access-log line written from the request's [`crate::context::RequestContext`].
 //!
 //! [`Principal`]: crate::auth::principal::Principal
 

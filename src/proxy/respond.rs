@@ -1,5 +1,5 @@
 //! Stage 7, respond: every response leaves through here, with its request id, and its
-//! access-ctx line written.
+//! access-log line written.
 
 use http::{HeaderName, HeaderValue, Response};
 
