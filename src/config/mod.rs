@@ -1,7 +1,9 @@
 //! Configuration: the TOML file plus `GATEHOUSE_*` overrides, validated once at load into
 //! typed values; every problem is reported at once with its key path.
-//! Parts: `raw` (the file as written), `env` (the overlay), `validate` (raw -> `types`), `duration`.
+//! Parts: `raw` (the file as written), `env` (the overlay), `validate` (raw -> `types`, filling in
+//! `defaults`), `duration` (the `30s` syntax).
 
+mod defaults;
 mod duration;
 mod env;
 mod raw;

@@ -152,3 +152,25 @@ fn type_errors_name_the_key() {
     let err = load("[server]\nworker_threads = \"two\"\n[upstream]\nurl = \"http://x:1\"\n").unwrap_err();
     assert!(err.to_string().contains("worker_threads"), "{err}");
 }
+
+#[test]
+fn always_stripped_names_are_the_default_header_names() {
+    use super::defaults::*;
+    // `IDENTITY_HEADERS` is written out lowercase for `HeaderName::from_static`; it must not
+    // drift from the defaults it stands for.
+    let defaults = [
+        HEADER_USER_ID,
+        HEADER_EMAIL,
+        HEADER_ROLE,
+        HEADER_PERMISSIONS,
+        HEADER_TEAM_ID,
+        HEADER_METHOD,
+        HEADER_NAME,
+        HEADER_EMAIL_VERIFIED,
+    ];
+    let mut named: Vec<String> = defaults.iter().filter(|h| !h.is_empty()).map(|h| h.to_ascii_lowercase()).collect();
+    let mut stripped: Vec<String> = IDENTITY_HEADERS.iter().map(|h| h.to_string()).collect();
+    named.sort();
+    stripped.sort();
+    assert_eq!(named, stripped);
+}

@@ -10,7 +10,7 @@ use http::{HeaderName, Uri};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
-use super::raw;
+use super::{defaults, raw};
 use crate::routes::RouteTable;
 
 /// The validated configuration. Built only by [`Config::load`] or [`Config::from_toml`].
@@ -266,13 +266,13 @@ impl ClaimPaths {
             v.as_deref().unwrap_or(default).split('.').map(str::to_string).collect()
         };
         ClaimPaths {
-            subject: path(&raw.subject_claim, "sub"),
-            email: path(&raw.email_claim, "email"),
-            name: path(&raw.name_claim, "name"),
-            role: path(&raw.role_claim, "role"),
-            team: path(&raw.team_claim, "team_id"),
-            permissions: path(&raw.permissions_claim, "permissions"),
-            email_verified: path(&raw.email_verified_claim, "email_verified"),
+            subject: path(&raw.subject_claim, defaults::SUBJECT_CLAIM),
+            email: path(&raw.email_claim, defaults::EMAIL_CLAIM),
+            name: path(&raw.name_claim, defaults::NAME_CLAIM),
+            role: path(&raw.role_claim, defaults::ROLE_CLAIM),
+            team: path(&raw.team_claim, defaults::TEAM_CLAIM),
+            permissions: path(&raw.permissions_claim, defaults::PERMISSIONS_CLAIM),
+            email_verified: path(&raw.email_verified_claim, defaults::EMAIL_VERIFIED_CLAIM),
         }
     }
 

@@ -11,6 +11,7 @@ use http::{HeaderName, Uri};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
+use super::defaults::*;
 use super::raw::{self, RawConfig};
 use super::types::*;
 use super::{Problem, duration, trim_secret};
@@ -52,7 +53,7 @@ impl Validator {
     /// A timeout: more than zero and at most a day (a zero one would spin, a huge one overflow).
     fn timeout(&mut self, key: &str, value: &Option<String>, default: Duration) -> Duration {
         let d = self.duration(key, value, default);
-        if d.is_zero() || d > Duration::from_secs(86_400) {
+        if d.is_zero() || d > MAX_TIMEOUT {
             self.problem(key, "must be more than zero and at most 1d");
             return default;
         }
@@ -87,7 +88,7 @@ impl Validator {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let server = self.server(&raw.server);
         let upstream = self.upstream(raw.upstream.as_ref());
-        let store = StoreConfig { url: raw.store.url.clone().unwrap_or_else(|| "sqlite://data/gatehouse.db".into()) };
+        let store = StoreConfig { url: raw.store.url.clone().unwrap_or_else(|| STORE_URL.into()) };
         if !(store.url.starts_with("sqlite:")
             || store.url.starts_with("postgres://")
             || store.url.starts_with("postgresql://"))
@@ -117,23 +118,32 @@ impl Validator {
             login_per_minute: self.positive(
                 "rate_limit.login_per_minute",
                 raw.rate_limit.login_per_minute,
-                5,
-                1_000_000,
+                LOGIN_PER_MINUTE,
+                MAX_COUNT,
             ) as u32,
-            lockout_after: self.positive("rate_limit.lockout_after", raw.rate_limit.lockout_after, 10, 1_000_000)
-                as u32,
-            lockout_minutes: self.positive("rate_limit.lockout_minutes", raw.rate_limit.lockout_minutes, 15, 525_600)
-                as u32,
+            lockout_after: self.positive(
+                "rate_limit.lockout_after",
+                raw.rate_limit.lockout_after,
+                LOCKOUT_AFTER,
+                MAX_COUNT,
+            ) as u32,
+            lockout_minutes: self.positive(
+                "rate_limit.lockout_minutes",
+                raw.rate_limit.lockout_minutes,
+                LOCKOUT_MINUTES,
+                MAX_LOCKOUT_MINUTES,
+            ) as u32,
         };
         let forward_auth = ForwardAuthConfig {
-            path: raw.forward_auth.path.clone().unwrap_or_else(|| "/verify".into()),
+            path: raw.forward_auth.path.clone().unwrap_or_else(|| FORWARD_AUTH_PATH.into()),
             headers: match raw.forward_auth.headers.as_deref() {
-                None | Some("auto") => ForwardHeaders::Auto,
+                None => FORWARD_HEADERS,
+                Some("auto") => ForwardHeaders::Auto,
                 Some("original") => ForwardHeaders::Original,
                 Some("forwarded") => ForwardHeaders::Forwarded,
                 Some(other) => {
                     self.problem("forward_auth.headers", format!("`{other}` is not one of auto, original, forwarded"));
-                    ForwardHeaders::Auto
+                    FORWARD_HEADERS
                 }
             },
         };
@@ -165,15 +175,16 @@ impl Validator {
         }
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
-                None | Some("text") => LogFormat::Text,
+                None => LOG_FORMAT,
+                Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
                 Some(other) => {
                     self.problem("log.format", format!("`{other}` is not one of json, text"));
-                    LogFormat::Text
+                    LOG_FORMAT
                 }
             },
-            level: raw.log.level.clone().unwrap_or_else(|| "info".into()),
-            access: raw.log.access.unwrap_or(true),
+            level: raw.log.level.clone().unwrap_or_else(|| LOG_LEVEL.into()),
+            access: raw.log.access.unwrap_or(LOG_ACCESS),
         };
         if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
             self.problem("log.level", format!("`{}` is not a log filter (try info, debug, warn)", log.level));
@@ -198,53 +209,70 @@ impl Validator {
     }
 
     fn accounts(&mut self, raw: &raw::RawAccounts) -> AccountsConfig {
-        let prefix = raw.prefix.clone().unwrap_or_else(|| "/auth".into()).trim_end_matches('/').to_string();
+        let prefix = raw.prefix.clone().unwrap_or_else(|| ACCOUNTS_PREFIX.into()).trim_end_matches('/').to_string();
         if !prefix.starts_with('/') {
             self.problem("accounts.prefix", "must start with `/`");
         }
-        let min = self.positive("accounts.min_password_length", raw.min_password_length, 8, 1024) as usize;
-        let max = self.positive("accounts.max_password_length", raw.max_password_length, 1024, 65_536) as usize;
+        let min = self.positive(
+            "accounts.min_password_length",
+            raw.min_password_length,
+            MIN_PASSWORD_LENGTH,
+            MAX_MIN_PASSWORD_LENGTH,
+        ) as usize;
+        let max = self.positive(
+            "accounts.max_password_length",
+            raw.max_password_length,
+            MAX_PASSWORD_LENGTH,
+            MAX_MAX_PASSWORD_LENGTH,
+        ) as usize;
         if min > max {
             self.problem("accounts.min_password_length", "is larger than accounts.max_password_length");
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as i64;
+        let cores = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(CORES_IF_UNKNOWN);
         AccountsConfig {
             prefix,
-            registration: raw.registration.unwrap_or(true),
+            registration: raw.registration.unwrap_or(REGISTRATION),
             min_password_length: min,
             max_password_length: max,
-            default_role: raw.default_role.clone().unwrap_or_else(|| "user".into()),
+            default_role: raw.default_role.clone().unwrap_or_else(|| DEFAULT_ROLE.into()),
             default_permissions: raw.default_permissions.clone().unwrap_or_default(),
-            refresh_grace: self.duration("accounts.refresh_grace", &raw.refresh_grace, Duration::from_secs(10)),
-            reset_ttl: self.duration("accounts.reset_ttl", &raw.reset_ttl, Duration::from_secs(900)),
+            refresh_grace: self.duration("accounts.refresh_grace", &raw.refresh_grace, REFRESH_GRACE),
+            reset_ttl: self.duration("accounts.reset_ttl", &raw.reset_ttl, RESET_TTL),
             reset_url: raw.reset_url.clone(),
             mail_outbox: raw.mail_outbox.as_deref().map(PathBuf::from),
             hash_concurrency: self.positive(
                 "accounts.hash_concurrency",
-                raw.hash_concurrency.or(Some(cores * 2)),
-                4,
-                1024,
+                raw.hash_concurrency.or(Some(cores * HASH_CONCURRENCY_PER_CORE)),
+                HASH_CONCURRENCY,
+                MAX_HASH_CONCURRENCY,
             ) as usize,
-            max_body_bytes: self.positive("accounts.max_body_bytes", raw.max_body_bytes, 64 * 1024, 1 << 20) as usize,
-            request_timeout: self.timeout("accounts.request_timeout", &raw.request_timeout, Duration::from_secs(30)),
-            admin_role: raw.admin_role.clone().unwrap_or_else(|| "admin".into()),
-            verify_ttl: self.duration("accounts.verify_ttl", &raw.verify_ttl, Duration::from_secs(86_400)),
+            max_body_bytes: self.positive(
+                "accounts.max_body_bytes",
+                raw.max_body_bytes,
+                MAX_BODY_BYTES,
+                MAX_MAX_BODY_BYTES,
+            ) as usize,
+            request_timeout: self.timeout("accounts.request_timeout", &raw.request_timeout, REQUEST_TIMEOUT),
+            admin_role: raw.admin_role.clone().unwrap_or_else(|| ADMIN_ROLE.into()),
+            verify_ttl: self.duration("accounts.verify_ttl", &raw.verify_ttl, VERIFY_TTL),
             verify_url: raw.verify_url.clone(),
-            require_verified_email: raw.require_verified_email.unwrap_or(false),
+            require_verified_email: raw.require_verified_email.unwrap_or(REQUIRE_VERIFIED_EMAIL),
         }
     }
 
     /// A credential prefix: a letter, then letters, digits or `_`, not ending in `_`.
     fn credential_prefix(&mut self, key: &str, value: &Option<String>, default: &str) -> String {
         let prefix = value.clone().unwrap_or_else(|| default.into());
-        let ok = prefix.len() <= 16
+        let ok = prefix.len() <= MAX_PREFIX_LEN
             && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
             && !prefix.ends_with('_')
             && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok {
             self.problem(
                 key,
-                format!("`{prefix}` must be 1-16 letters, digits or `_`, start with a letter, not end in `_`"),
+                format!(
+                    "`{prefix}` must be 1-{MAX_PREFIX_LEN} letters, digits or `_`, start with a letter, not end in `_`"
+                ),
             );
         }
         prefix
@@ -252,32 +280,36 @@ impl Validator {
 
     fn api_keys(&mut self, raw: &raw::RawApiKeys) -> ApiKeysConfig {
         let header =
-            self.header("api_keys.header", &raw.header, "X-API-KEY").unwrap_or(HeaderName::from_static("x-api-key"));
+            self.header("api_keys.header", &raw.header, API_KEY_HEADER).unwrap_or(HeaderName::from_static("x-api-key"));
         if header == http::header::AUTHORIZATION || header == http::header::COOKIE || header == http::header::HOST {
             self.problem("api_keys.header", format!("`{header}` cannot carry API keys"));
         }
-        let prefix = self.credential_prefix("api_keys.prefix", &raw.prefix, "gk");
-        let pat_prefix = self.credential_prefix("api_keys.pat_prefix", &raw.pat_prefix, "gpat");
+        let prefix = self.credential_prefix("api_keys.prefix", &raw.prefix, API_KEY_PREFIX);
+        let pat_prefix = self.credential_prefix("api_keys.pat_prefix", &raw.pat_prefix, PAT_PREFIX);
         if prefix == pat_prefix {
             self.problem("api_keys.pat_prefix", "must differ from api_keys.prefix");
         }
         let mut pat_limits = BTreeMap::new();
         for (role, &n) in &raw.pat_limits {
-            if !(0..=10_000).contains(&n) {
-                self.problem(format!("api_keys.pat_limits.{role}"), format!("{n} is out of range (0 to 10000)"));
+            if !(0..=MAX_PAT_LIMIT).contains(&n) {
+                self.problem(
+                    format!("api_keys.pat_limits.{role}"),
+                    format!("{n} is out of range (0 to {MAX_PAT_LIMIT})"),
+                );
             }
             pat_limits.insert(role.clone(), n);
         }
         let max_pats = match raw.max_pats {
-            Some(n) if !(0..=10_000).contains(&n) => {
-                self.problem("api_keys.max_pats", format!("{n} is out of range (0 to 10000)"));
-                10
+            Some(n) if !(0..=MAX_PAT_LIMIT).contains(&n) => {
+                self.problem("api_keys.max_pats", format!("{n} is out of range (0 to {MAX_PAT_LIMIT})"));
+                MAX_PATS
             }
             Some(n) => n,
-            None => 10,
+            None => MAX_PATS,
         };
-        let max_days = self.positive("api_keys.max_days", raw.max_days, 3650, 36_500) as i64;
-        let pat_default_days = self.positive("api_keys.pat_default_days", raw.pat_default_days, 90, 36_500) as i64;
+        let max_days = self.positive("api_keys.max_days", raw.max_days, MAX_DAYS, MAX_MAX_DAYS) as i64;
+        let pat_default_days =
+            self.positive("api_keys.pat_default_days", raw.pat_default_days, PAT_DEFAULT_DAYS, MAX_MAX_DAYS) as i64;
         if pat_default_days > max_days {
             self.problem("api_keys.pat_default_days", "is larger than api_keys.max_days");
         }
@@ -286,46 +318,56 @@ impl Validator {
             prefix,
             pat_prefix,
             pepper_file: raw.pepper_file.as_deref().map(PathBuf::from),
-            cache_capacity: self.positive("api_keys.cache_capacity", raw.cache_capacity, 100_000, 100_000_000),
-            cache_ttl: self.duration("api_keys.cache_ttl", &raw.cache_ttl, Duration::from_secs(60)),
+            cache_capacity: self.positive(
+                "api_keys.cache_capacity",
+                raw.cache_capacity,
+                API_KEY_CACHE_CAPACITY,
+                MAX_CACHE_CAPACITY,
+            ),
+            cache_ttl: self.duration("api_keys.cache_ttl", &raw.cache_ttl, API_KEY_CACHE_TTL),
             negative_cache_capacity: self.positive(
                 "api_keys.negative_cache_capacity",
                 raw.negative_cache_capacity,
-                100_000,
-                100_000_000,
+                NEGATIVE_CACHE_CAPACITY,
+                MAX_CACHE_CAPACITY,
             ),
             negative_cache_ttl: self.duration(
                 "api_keys.negative_cache_ttl",
                 &raw.negative_cache_ttl,
-                Duration::from_secs(10),
+                NEGATIVE_CACHE_TTL,
             ),
-            lookups_per_minute: self.positive("api_keys.lookups_per_minute", raw.lookups_per_minute, 60, 1_000_000)
-                as u32,
+            lookups_per_minute: self.positive(
+                "api_keys.lookups_per_minute",
+                raw.lookups_per_minute,
+                LOOKUPS_PER_MINUTE,
+                MAX_COUNT,
+            ) as u32,
             last_used_interval: self.duration(
                 "api_keys.last_used_interval",
                 &raw.last_used_interval,
-                Duration::from_secs(30),
+                LAST_USED_INTERVAL,
             ),
-            max_api_keys: self.positive("api_keys.max_api_keys", raw.max_api_keys, 100, 100_000) as i64,
+            max_api_keys: self.positive("api_keys.max_api_keys", raw.max_api_keys, MAX_API_KEYS, MAX_MAX_API_KEYS)
+                as i64,
             max_pats,
             pat_limits,
             pat_default_days,
             max_days,
-            forward_header: raw.forward_header.unwrap_or(false),
-            revoke_on_password_reset: raw.revoke_on_password_reset.unwrap_or(true),
+            forward_header: raw.forward_header.unwrap_or(FORWARD_API_KEY_HEADER),
+            revoke_on_password_reset: raw.revoke_on_password_reset.unwrap_or(REVOKE_ON_PASSWORD_RESET),
         }
     }
 
     fn clients(&mut self, raw: &raw::RawClients) -> ClientsConfig {
         ClientsConfig {
-            token_ttl: self.duration("clients.token_ttl", &raw.token_ttl, Duration::from_secs(3600)),
-            secret_prefix: self.credential_prefix("clients.secret_prefix", &raw.secret_prefix, "gcs"),
-            admin_scope: raw.admin_scope.clone().unwrap_or_else(|| "gatehouse:admin".into()),
+            token_ttl: self.duration("clients.token_ttl", &raw.token_ttl, CLIENT_TOKEN_TTL),
+            secret_prefix: self.credential_prefix("clients.secret_prefix", &raw.secret_prefix, CLIENT_SECRET_PREFIX),
+            admin_scope: raw.admin_scope.clone().unwrap_or_else(|| ADMIN_SCOPE.into()),
         }
     }
 
     fn server(&mut self, raw: &raw::RawServer) -> Option<ServerConfig> {
-        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen = raw.listen.as_deref().unwrap_or(LISTEN);
         let listen = match listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -333,8 +375,9 @@ impl Validator {
                 None
             }
         };
+        // `1` only stands in for a value out of range, which fails the load anyway.
         let worker_threads =
-            raw.worker_threads.map(|n| self.positive("server.worker_threads", Some(n), 1, 1024) as usize);
+            raw.worker_threads.map(|n| self.positive("server.worker_threads", Some(n), 1, MAX_WORKER_THREADS) as usize);
         let mut trusted = Vec::new();
         for (i, text) in raw.trusted_proxies.iter().enumerate() {
             let parsed = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
@@ -362,28 +405,36 @@ impl Validator {
             worker_threads,
             trusted_proxies: trusted,
             tls,
-            max_connections: self.positive("server.max_connections", raw.max_connections, 10_000, 1_000_000) as usize,
+            max_connections: self.positive(
+                "server.max_connections",
+                raw.max_connections,
+                MAX_CONNECTIONS,
+                MAX_MAX_CONNECTIONS,
+            ) as usize,
             header_read_timeout: self.timeout(
                 "server.header_read_timeout",
                 &raw.header_read_timeout,
-                Duration::from_secs(10),
+                HEADER_READ_TIMEOUT,
             ),
-            idle_timeout: self.timeout("server.idle_timeout", &raw.idle_timeout, Duration::from_secs(60)),
-            shutdown_grace: self.timeout("server.shutdown_grace", &raw.shutdown_grace, Duration::from_secs(30)),
-            max_header_count: self.positive("server.max_header_count", raw.max_header_count, 100, 1000) as usize,
-            // hyper's read buffer cannot be smaller than 8 KiB.
+            idle_timeout: self.timeout("server.idle_timeout", &raw.idle_timeout, IDLE_TIMEOUT),
+            shutdown_grace: self.timeout("server.shutdown_grace", &raw.shutdown_grace, SHUTDOWN_GRACE),
+            max_header_count: self.positive(
+                "server.max_header_count",
+                raw.max_header_count,
+                MAX_HEADER_COUNT,
+                MAX_MAX_HEADER_COUNT,
+            ) as usize,
             max_header_bytes: match raw.max_header_bytes {
-                Some(n) if !(8192..=1 << 20).contains(&n) => {
-                    self.problem("server.max_header_bytes", format!("{n} is out of range (8192 to 1048576)"));
-                    64 * 1024
+                Some(n) if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&n) => {
+                    self.problem(
+                        "server.max_header_bytes",
+                        format!("{n} is out of range ({MIN_MAX_HEADER_BYTES} to {MAX_MAX_HEADER_BYTES})"),
+                    );
+                    MAX_HEADER_BYTES as usize
                 }
-                n => n.unwrap_or(64 * 1024) as usize,
+                n => n.unwrap_or(MAX_HEADER_BYTES) as usize,
             },
-            handshake_timeout: self.timeout(
-                "server.handshake_timeout",
-                &raw.handshake_timeout,
-                Duration::from_secs(10),
-            ),
+            handshake_timeout: self.timeout("server.handshake_timeout", &raw.handshake_timeout, HANDSHAKE_TIMEOUT),
             metrics_listen: raw.metrics_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
@@ -415,21 +466,18 @@ impl Validator {
         };
         Some(UpstreamConfig {
             url: url?,
-            connect_timeout: self.timeout("upstream.connect_timeout", &raw.connect_timeout, Duration::from_secs(5)),
-            response_timeout: self.timeout("upstream.response_timeout", &raw.response_timeout, Duration::from_secs(60)),
-            pool_idle_timeout: self.duration(
-                "upstream.pool_idle_timeout",
-                &raw.pool_idle_timeout,
-                Duration::from_secs(90),
-            ),
-            pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, 256, 100_000) as usize,
+            connect_timeout: self.timeout("upstream.connect_timeout", &raw.connect_timeout, CONNECT_TIMEOUT),
+            response_timeout: self.timeout("upstream.response_timeout", &raw.response_timeout, RESPONSE_TIMEOUT),
+            pool_idle_timeout: self.duration("upstream.pool_idle_timeout", &raw.pool_idle_timeout, POOL_IDLE_TIMEOUT),
+            pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, POOL_MAX_IDLE, MAX_POOL_MAX_IDLE)
+                as usize,
             upgrades: self.upgrades(raw.upgrades.as_deref()),
         })
     }
 
     fn upgrades(&mut self, raw: Option<&[String]>) -> Vec<String> {
         let Some(list) = raw else {
-            return vec!["websocket".into()];
+            return UPGRADES.iter().map(|u| u.to_string()).collect();
         };
         let mut out = Vec::new();
         for (i, name) in list.iter().enumerate() {
@@ -464,42 +512,57 @@ impl Validator {
     fn tokens(&mut self, raw: &raw::RawTokens, server: &Option<ServerConfig>) -> TokensConfig {
         let issuer = raw.issuer.clone().unwrap_or_else(|| match server {
             Some(s) => format!("http://{}", s.listen),
-            None => "gatehouse".into(),
+            None => TOKENS_ISSUER_WITHOUT_LISTEN.into(),
         });
         let algorithm = match raw.algorithm.as_deref() {
-            None => Algorithm::ES256,
-            Some(text) => self.algorithm("tokens.algorithm", text).unwrap_or(Algorithm::ES256),
+            None => TOKENS_ALGORITHM,
+            Some(text) => self.algorithm("tokens.algorithm", text).unwrap_or(TOKENS_ALGORITHM),
         };
         TokensConfig {
             issuer,
-            audience: raw.audience.clone().unwrap_or_else(|| "gatehouse".into()),
+            audience: raw.audience.clone().unwrap_or_else(|| TOKENS_AUDIENCE.into()),
             algorithm,
-            access_ttl: self.duration("tokens.access_ttl", &raw.access_ttl, Duration::from_secs(900)),
-            refresh_ttl: self.duration("tokens.refresh_ttl", &raw.refresh_ttl, Duration::from_secs(7 * 86_400)),
+            access_ttl: self.duration("tokens.access_ttl", &raw.access_ttl, ACCESS_TTL),
+            refresh_ttl: self.duration("tokens.refresh_ttl", &raw.refresh_ttl, REFRESH_TTL),
             key_file: raw.key_file.as_deref().map(PathBuf::from),
-            key_reload: self.duration("tokens.key_reload", &raw.key_reload, Duration::from_secs(10)),
+            key_reload: self.duration("tokens.key_reload", &raw.key_reload, KEY_RELOAD),
         }
     }
 
     fn jwt(&mut self, raw: &raw::RawJwt) -> JwtConfig {
-        let d = |v: &mut Self, k: &str, val: &Option<String>, def: u64| v.duration(k, val, Duration::from_secs(def));
         let cfg = JwtConfig {
-            leeway: d(self, "jwt.leeway", &raw.leeway, 30),
-            max_token_bytes: self.positive("jwt.max_token_bytes", raw.max_token_bytes, 8192, 1 << 20) as usize,
+            leeway: self.duration("jwt.leeway", &raw.leeway, LEEWAY),
+            max_token_bytes: self.positive(
+                "jwt.max_token_bytes",
+                raw.max_token_bytes,
+                MAX_TOKEN_BYTES,
+                MAX_MAX_TOKEN_BYTES,
+            ) as usize,
             verified_cache_capacity: match raw.verified_cache_capacity {
                 // 0 turns the verified-token cache off (every request checks the signature).
                 Some(0) => 0,
-                other => self.positive("jwt.verified_cache_capacity", other, 100_000, 100_000_000),
+                other => {
+                    self.positive("jwt.verified_cache_capacity", other, VERIFIED_CACHE_CAPACITY, MAX_CACHE_CAPACITY)
+                }
             },
-            verified_cache_ttl: d(self, "jwt.verified_cache_ttl", &raw.verified_cache_ttl, 300),
-            key_cache_capacity: self.positive("jwt.key_cache_capacity", raw.key_cache_capacity, 10_000, 10_000_000),
-            jwks_refresh_cooldown: d(self, "jwt.jwks_refresh_cooldown", &raw.jwks_refresh_cooldown, 5),
-            jwks_default_ttl: d(self, "jwt.jwks_default_ttl", &raw.jwks_default_ttl, 300),
-            jwks_min_ttl: d(self, "jwt.jwks_min_ttl", &raw.jwks_min_ttl, 30),
-            jwks_max_ttl: d(self, "jwt.jwks_max_ttl", &raw.jwks_max_ttl, 86_400),
-            jwks_stale_ttl: d(self, "jwt.jwks_stale_ttl", &raw.jwks_stale_ttl, 3600),
-            jwks_fetch_timeout: d(self, "jwt.jwks_fetch_timeout", &raw.jwks_fetch_timeout, 5),
-            jwks_file_poll: d(self, "jwt.jwks_file_poll", &raw.jwks_file_poll, 2),
+            verified_cache_ttl: self.duration("jwt.verified_cache_ttl", &raw.verified_cache_ttl, VERIFIED_CACHE_TTL),
+            key_cache_capacity: self.positive(
+                "jwt.key_cache_capacity",
+                raw.key_cache_capacity,
+                KEY_CACHE_CAPACITY,
+                MAX_KEY_CACHE_CAPACITY,
+            ),
+            jwks_refresh_cooldown: self.duration(
+                "jwt.jwks_refresh_cooldown",
+                &raw.jwks_refresh_cooldown,
+                JWKS_REFRESH_COOLDOWN,
+            ),
+            jwks_default_ttl: self.duration("jwt.jwks_default_ttl", &raw.jwks_default_ttl, JWKS_DEFAULT_TTL),
+            jwks_min_ttl: self.duration("jwt.jwks_min_ttl", &raw.jwks_min_ttl, JWKS_MIN_TTL),
+            jwks_max_ttl: self.duration("jwt.jwks_max_ttl", &raw.jwks_max_ttl, JWKS_MAX_TTL),
+            jwks_stale_ttl: self.duration("jwt.jwks_stale_ttl", &raw.jwks_stale_ttl, JWKS_STALE_TTL),
+            jwks_fetch_timeout: self.duration("jwt.jwks_fetch_timeout", &raw.jwks_fetch_timeout, JWKS_FETCH_TIMEOUT),
+            jwks_file_poll: self.duration("jwt.jwks_file_poll", &raw.jwks_file_poll, JWKS_FILE_POLL),
             ca_file: raw.ca_file.as_deref().map(PathBuf::from),
         };
         if let Some(path) = &cfg.ca_file {
@@ -561,8 +624,8 @@ impl Validator {
         }
         let is_secret = matches!(source, KeySourceConfig::Secret(_));
         let algorithms: Vec<Algorithm> = match &raw.algorithms {
-            None if is_secret => vec![Algorithm::HS256],
-            None => vec![Algorithm::RS256, Algorithm::ES256],
+            None if is_secret => SECRET_ALGORITHMS.to_vec(),
+            None => ISSUER_ALGORITHMS.to_vec(),
             Some(list) => list
                 .iter()
                 .enumerate()
@@ -592,8 +655,11 @@ impl Validator {
                 );
             } else if is_secret {
                 let len = std::fs::read(path).map(|b| trim_secret(&b).len()).unwrap_or(0);
-                if len < 32 {
-                    self.problem(key("secret_file"), format!("holds {len} bytes; an HMAC secret needs at least 32"));
+                if len < MIN_HMAC_SECRET_BYTES {
+                    self.problem(
+                        key("secret_file"),
+                        format!("holds {len} bytes; an HMAC secret needs at least {MIN_HMAC_SECRET_BYTES}"),
+                    );
                 }
             }
         }
@@ -652,20 +718,22 @@ impl Validator {
 
     fn routing(&mut self, raw: &raw::RawRouting) -> RoutingPolicy {
         let escaped_slashes = match raw.escaped_slashes.as_deref() {
-            None | Some("reject") => EscapedSlashes::Reject,
+            None => ESCAPED_SLASHES,
+            Some("reject") => EscapedSlashes::Reject,
             Some("unescape") => EscapedSlashes::Unescape,
             Some("keep") => EscapedSlashes::Keep,
             Some(other) => {
                 self.problem("routing.escaped_slashes", format!("`{other}` is not one of reject, unescape, keep"));
-                EscapedSlashes::Reject
+                ESCAPED_SLASHES
             }
         };
         let method_mismatch = match raw.method_mismatch.as_deref() {
-            None | Some("deny") => MethodMismatch::Deny,
+            None => METHOD_MISMATCH,
+            Some("deny") => MethodMismatch::Deny,
             Some("next") => MethodMismatch::Next,
             Some(other) => {
                 self.problem("routing.method_mismatch", format!("`{other}` is not one of deny, next"));
-                MethodMismatch::Deny
+                METHOD_MISMATCH
             }
         };
         RoutingPolicy { escaped_slashes, method_mismatch }
@@ -731,14 +799,14 @@ impl Validator {
     }
 
     fn headers(&mut self, raw: &raw::RawHeaders) -> HeadersConfig {
-        let user_id = self.header("headers.user_id", &raw.user_id, "X-Auth-User-Id");
-        let email = self.header("headers.email", &raw.email, "X-Auth-Email");
-        let role = self.header("headers.role", &raw.role, "X-Auth-Role");
-        let permissions = self.header("headers.permissions", &raw.permissions, "X-Auth-Permissions");
-        let team_id = self.header("headers.team_id", &raw.team_id, "X-Auth-Team-Id");
-        let method = self.header("headers.method", &raw.method, "X-Auth-Method");
-        let name = self.header("headers.name", &raw.name, "");
-        let email_verified = self.header("headers.email_verified", &raw.email_verified, "X-Auth-Email-Verified");
+        let user_id = self.header("headers.user_id", &raw.user_id, HEADER_USER_ID);
+        let email = self.header("headers.email", &raw.email, HEADER_EMAIL);
+        let role = self.header("headers.role", &raw.role, HEADER_ROLE);
+        let permissions = self.header("headers.permissions", &raw.permissions, HEADER_PERMISSIONS);
+        let team_id = self.header("headers.team_id", &raw.team_id, HEADER_TEAM_ID);
+        let method = self.header("headers.method", &raw.method, HEADER_METHOD);
+        let name = self.header("headers.name", &raw.name, HEADER_NAME);
+        let email_verified = self.header("headers.email_verified", &raw.email_verified, HEADER_EMAIL_VERIFIED);
         let mut claims = Vec::new();
         for (claim, header) in &raw.claims {
             if let Some(h) = self.header(&format!("headers.claims.{claim}"), &Some(header.clone()), "") {
@@ -755,7 +823,7 @@ impl Validator {
         let identity = reserved.clone();
         // A renamed or disabled header keeps its default name reserved: an upstream written
         // against the defaults must never read a client's copy of them.
-        reserved.extend(DEFAULT_IDENTITY_HEADERS.iter().map(|h| HeaderName::from_static(h)));
+        reserved.extend(IDENTITY_HEADERS.iter().map(|h| HeaderName::from_static(h)));
         for (i, s) in raw.strip.iter().enumerate() {
             if let Some(h) = self.header(&format!("headers.strip[{i}]"), &Some(s.clone()), "") {
                 reserved.push(h);
@@ -786,7 +854,8 @@ impl Validator {
         }
         reserved.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         reserved.dedup();
-        let max = self.positive("headers.max_value_bytes", raw.max_value_bytes, 4096, 65_536) as usize;
+        let max = self.positive("headers.max_value_bytes", raw.max_value_bytes, MAX_VALUE_BYTES, MAX_MAX_VALUE_BYTES)
+            as usize;
         HeadersConfig {
             user_id,
             email,
@@ -799,19 +868,8 @@ impl Validator {
             claims,
             reserved,
             identity,
-            forward_authorization: raw.forward_authorization.unwrap_or(false),
+            forward_authorization: raw.forward_authorization.unwrap_or(FORWARD_AUTHORIZATION),
             max_value_bytes: max,
         }
     }
 }
-
-/// The default identity header names (lowercase), stripped from requests whatever `[headers]` says.
-const DEFAULT_IDENTITY_HEADERS: [&str; 7] = [
-    "x-auth-user-id",
-    "x-auth-email",
-    "x-auth-email-verified",
-    "x-auth-role",
-    "x-auth-permissions",
-    "x-auth-team-id",
-    "x-auth-method",
-];
