@@ -1,0 +1,176 @@
+//! Unit tests of loading and validation: defaults, every problem named by its key, and the
+//! environment overlay, all through `Config::from_toml`.
+
+use std::time::Duration;
+
+use super::*;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Vec::new())
+}
+
+const MINIMAL: &str = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+
+#[test]
+fn credential_settings_are_checked_at_load() {
+    let c = load(&format!("{MINIMAL}[api_keys]\nprefix = \"sk_live\"\npat_limits = {{ free = 0, pro = 3 }}")).unwrap();
+    assert_eq!((c.api_keys.prefix.as_str(), c.api_keys.pat_prefix.as_str()), ("sk_live", "gpat"));
+    assert_eq!((c.api_keys.pat_limit("free"), c.api_keys.pat_limit("pro"), c.api_keys.pat_limit("other")), (0, 3, 10));
+    let text = format!(
+        "{MINIMAL}[api_keys]\nprefix = \"gk_\"\npat_prefix = \"9x\"\nheader = \"Authorization\"\n\
+         pat_limits = {{ free = -1 }}\npat_default_days = 400\nmax_days = 300\n\
+         [clients]\nsecret_prefix = \"gk_\""
+    );
+    let err = load(&text).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "api_keys.prefix",
+        "api_keys.pat_prefix",
+        "api_keys.header",
+        "api_keys.pat_limits.free",
+        "api_keys.pat_default_days",
+        "clients.secret_prefix",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    let same = load(&format!("{MINIMAL}[api_keys]\nprefix = \"k\"\npat_prefix = \"k\"")).unwrap_err();
+    assert_eq!(same.problems[0].key, "api_keys.pat_prefix");
+}
+
+#[test]
+fn email_verification_settings() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.accounts.verify_ttl, Duration::from_secs(86_400));
+    assert!(!c.accounts.require_verified_email && c.accounts.verify_url.is_none());
+    assert_eq!(c.headers.email_verified.as_ref().unwrap().as_str(), "x-auth-email-verified");
+    assert!(c.headers.reserved.iter().any(|h| h.as_str() == "x-auth-email-verified"), "clients cannot send it");
+    let off = load(&format!("{MINIMAL}[headers]\nemail_verified = \"\"")).unwrap();
+    assert!(off.headers.email_verified.is_none());
+    // Requiring verification without any way to deliver the link locks everyone out.
+    let err = load(&format!("{MINIMAL}[accounts]\nrequire_verified_email = true")).unwrap_err();
+    assert_eq!(err.problems[0].key, "accounts.require_verified_email");
+    let ok = load(&format!(
+        "{MINIMAL}[accounts]\nrequire_verified_email = true\nmail_outbox = \"mail\"\nverify_ttl = \"2h\"\n\
+         verify_url = \"https://app.example.com/verify\"\n[[issuers]]\nissuer = \"https://idp\"\n\
+         jwks_url = \"https://idp/k\"\nemail_verified_claim = \"ext.verified\""
+    ))
+    .unwrap();
+    assert_eq!(ok.accounts.verify_ttl, Duration::from_secs(7200));
+    assert_eq!(ok.issuers[0].claims.email_verified, ["ext", "verified"]);
+    assert_eq!(ClaimPaths::own().email_verified, ["email_verified"]);
+}
+
+#[test]
+fn minimal_config_has_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.jwt.leeway, Duration::from_secs(30));
+    assert_eq!(c.forward_auth.path, "/verify");
+    assert_eq!(c.headers.user_id.as_ref().unwrap().as_str(), "x-auth-user-id");
+    assert!(!c.headers.forward_authorization);
+}
+
+#[test]
+fn every_problem_is_named() {
+    let text = r#"
+        [server]
+        listen = "nope"
+        trusted_proxies = ["10.0.0.0/8", "bad"]
+        bogus = 1
+        [upstream]
+        url = "ftp://x"
+        [[issuers]]
+        issuer = "https://idp"
+        jwks_url = "https://idp/jwks"
+        algorithms = ["RS256", "none", "HS256"]
+        [[routes]]
+        path = "admin"
+        auth = "maybe"
+    "#;
+    let err = load(text).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "server.bogus",
+        "server.listen",
+        "server.trusted_proxies[1]",
+        "upstream.url",
+        "issuers[0].algorithms[1]",
+        "issuers[0].algorithms",
+        "routes[0].path",
+        "routes[0].auth",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let c = Config::from_toml(MINIMAL, vec![("GATEHOUSE_SERVER__LISTEN".to_string(), "127.0.0.1:9999".to_string())])
+        .unwrap();
+    assert_eq!(c.server.listen.port(), 9999);
+}
+
+#[test]
+fn hmac_needs_a_secret_file() {
+    let text = format!(
+        "{MINIMAL}[[issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/k\"\nalgorithms = [\"HS256\"]\n"
+    );
+    let err = load(&text).unwrap_err();
+    assert!(err.to_string().contains("secret_file"), "{err}");
+}
+
+#[test]
+fn required_claims_are_checked_at_load() {
+    let issuer = |claims: &str| {
+        format!(
+            "{MINIMAL}[[issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/k\"\nrequired_claims = {claims}\n"
+        )
+    };
+    let c =
+        load(&issuer(r#"{ repository_owner = "acme", ref = ["a", "b"], "org.id" = 7, ctx = { on = true } }"#)).unwrap();
+    let got: Vec<(String, Vec<String>, Vec<serde_json::Value>)> =
+        c.issuers[0].required_claims.iter().map(|r| (r.name.clone(), r.path.clone(), r.accepted.clone())).collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            ("ctx.on".into(), s(&["ctx", "on"]), vec![serde_json::json!(true)]),
+            ("org.id".into(), s(&["org", "id"]), vec![serde_json::json!(7)]),
+            ("ref".into(), s(&["ref"]), vec![serde_json::json!("a"), serde_json::json!("b")]),
+            ("repository_owner".into(), s(&["repository_owner"]), vec![serde_json::json!("acme")]),
+        ]
+    );
+    for bad in [r#"{ owner = [] }"#, r#"{ owner = [["a"]] }"#, r#"{ "a..b" = "x" }"#] {
+        let err = load(&issuer(bad)).unwrap_err();
+        assert!(err.problems.iter().any(|p| p.key.starts_with("issuers[0].required_claims.")), "{bad}: {err}");
+    }
+    assert!(load(&issuer("\"acme\"")).unwrap_err().to_string().contains("required_claims"));
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let err = load("[server]\nworker_threads = \"two\"\n[upstream]\nurl = \"http://x:1\"\n").unwrap_err();
+    assert!(err.to_string().contains("worker_threads"), "{err}");
+}
+
+#[test]
+fn always_stripped_names_are_the_default_header_names() {
+    use super::defaults::*;
+    // `IDENTITY_HEADERS` is written out lowercase for `HeaderName::from_static`; it must not
+    // drift from the defaults it stands for.
+    let defaults = [
+        HEADER_USER_ID,
+        HEADER_EMAIL,
+        HEADER_ROLE,
+        HEADER_PERMISSIONS,
+        HEADER_TEAM_ID,
+        HEADER_METHOD,
+        HEADER_NAME,
+        HEADER_EMAIL_VERIFIED,
+    ];
+    let mut named: Vec<String> = defaults.iter().filter(|h| !h.is_empty()).map(|h| h.to_ascii_lowercase()).collect();
+    let mut stripped: Vec<String> = IDENTITY_HEADERS.iter().map(|h| h.to_string()).collect();
+    named.sort();
+    stripped.sort();
+    assert_eq!(named, stripped);
+}
