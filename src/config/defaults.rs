@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::types::{ForwardHeaders, LogFormat};
 use crate::routes::{EscapedSlashes, MethodMismatch};
 
 // ---- bounds shared by several keys
@@ -191,9 +190,7 @@ pub const MAX_LOCKOUT_MINUTES: u64 = 525_600;
 
 /// DESIGN.md's contract; what nginx, Traefik and Caddy examples point at.
 pub const FORWARD_AUTH_PATH: &str = "/verify";
-/// Either header family, so nginx, Traefik and Caddy all work unconfigured; both present
-/// and disagreeing is still refused.
-pub const FORWARD_HEADERS: ForwardHeaders = ForwardHeaders::Auto;
+// `forward_auth.headers` defaults to `ForwardHeaders::DEFAULT` (in types.rs, beside the enum).
 
 // ---- [accounts]
 
@@ -284,8 +281,7 @@ pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 
 // ---- [log]
 
-/// Readable on a terminal (the quick start); JSON is one setting away for log pipelines.
-pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+// `log.format` defaults to `LogFormat::DEFAULT` (in types.rs, beside the enum).
 
 /// `info`: startup, warnings and the access log, without debug noise.
 pub const LOG_LEVEL: &str = "info";

@@ -329,10 +329,21 @@ pub enum ForwardHeaders {
     Forwarded,
 }
 
+impl ForwardHeaders {
+    /// Either header family, so nginx, Traefik and Caddy all work unconfigured; both present
+    /// and disagreeing is still refused.
+    pub const DEFAULT: Self = ForwardHeaders::Auto;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
     Text,
+}
+
+impl LogFormat {
+    /// Readable on a terminal (the quick start); JSON is one setting away for log pipelines.
+    pub const DEFAULT: Self = LogFormat::Text;
 }
 
 #[derive(Debug, Clone)]

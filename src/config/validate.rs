@@ -54,6 +54,7 @@ impl Validator {
     fn timeout(&mut self, key: &str, value: &Option<String>, default: Duration) -> Duration {
         let d = self.duration(key, value, default);
         if d.is_zero() || d > MAX_TIMEOUT {
+            const _: () = assert!(MAX_TIMEOUT.as_secs() == 86_400, "the message below says 1d");
             self.problem(key, "must be more than zero and at most 1d");
             return default;
         }
@@ -137,13 +138,13 @@ impl Validator {
         let forward_auth = ForwardAuthConfig {
             path: raw.forward_auth.path.clone().unwrap_or_else(|| FORWARD_AUTH_PATH.into()),
             headers: match raw.forward_auth.headers.as_deref() {
-                None => FORWARD_HEADERS,
+                None => ForwardHeaders::DEFAULT,
                 Some("auto") => ForwardHeaders::Auto,
                 Some("original") => ForwardHeaders::Original,
                 Some("forwarded") => ForwardHeaders::Forwarded,
                 Some(other) => {
                     self.problem("forward_auth.headers", format!("`{other}` is not one of auto, original, forwarded"));
-                    FORWARD_HEADERS
+                    ForwardHeaders::DEFAULT
                 }
             },
         };
@@ -175,12 +176,12 @@ impl Validator {
         }
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
-                None => LOG_FORMAT,
+                None => LogFormat::DEFAULT,
                 Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
                 Some(other) => {
                     self.problem("log.format", format!("`{other}` is not one of json, text"));
-                    LOG_FORMAT
+                    LogFormat::DEFAULT
                 }
             },
             level: raw.log.level.clone().unwrap_or_else(|| LOG_LEVEL.into()),
@@ -242,7 +243,8 @@ impl Validator {
             mail_outbox: raw.mail_outbox.as_deref().map(PathBuf::from),
             hash_concurrency: self.positive(
                 "accounts.hash_concurrency",
-                raw.hash_concurrency.or(Some(cores * HASH_CONCURRENCY_PER_CORE)),
+                // A machine with very many cores gets the most allowed, not a default it would refuse.
+                raw.hash_concurrency.or(Some((cores * HASH_CONCURRENCY_PER_CORE).min(MAX_HASH_CONCURRENCY as i64))),
                 HASH_CONCURRENCY,
                 MAX_HASH_CONCURRENCY,
             ) as usize,
