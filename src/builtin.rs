@@ -46,6 +46,7 @@ impl<'a> Builtin<'a> {
         }
         Ok(match self {
             Builtin::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Builtin::Ready if app.process.is_draining() => return Err(Error::Draining),
             Builtin::Ready if app.auth.is_ready() => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Builtin::Ready => return Err(Error::NotReady),
             Builtin::Metrics => metrics(app),
@@ -61,7 +62,7 @@ impl<'a> Builtin<'a> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
-    let mut r = Response::new(body::full(app.metrics.render(&app.auth)));
+    let mut r = Response::new(body::full(app.process.metrics.render(&app.auth)));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }

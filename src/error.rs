@@ -223,6 +223,8 @@ pub enum Error {
     RateLimited { retry_after: Duration },
     #[error("Gatehouse is not ready yet")]
     NotReady,
+    #[error("Gatehouse is shutting down")]
+    Draining,
 }
 
 #[derive(Serialize)]
@@ -260,6 +262,7 @@ impl Error {
             Error::Upstream(UpstreamError::Timeout) => "upstream_timeout",
             Error::RateLimited { .. } => "rate_limited",
             Error::NotReady => "not_ready",
+            Error::Draining => "draining",
             Error::Api(e) => match e {
                 ApiError::Validation { .. } => "validation_error",
                 ApiError::Conflict(_) => "conflict",
@@ -297,7 +300,7 @@ impl Error {
             Error::Upstream(UpstreamError::Unavailable) => StatusCode::BAD_GATEWAY,
             Error::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Error::NotReady | Error::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Error::Api(e) => match e {
                 ApiError::Validation { .. } | ApiError::InvalidResetToken | ApiError::InvalidVerificationToken => {
                     StatusCode::BAD_REQUEST

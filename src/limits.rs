@@ -42,12 +42,14 @@ impl Limiter {
         self.keyed.len()
     }
 
-    /// Drops keys whose buckets are full again; runs for as long as the task lives.
-    pub async fn prune(self: Arc<Self>) {
+    /// Drops keys whose buckets are full again, every few seconds, until the limiter itself
+    /// is dropped (a reload that changed its rate).
+    pub async fn prune(limiter: std::sync::Weak<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            self.keyed.retain_recent();
-            self.keyed.shrink_to_fit();
+            let Some(this) = limiter.upgrade() else { return };
+            this.keyed.retain_recent();
+            this.keyed.shrink_to_fit();
         }
     }
 }

@@ -139,7 +139,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig(ConfigArg { config }) => check_config(&config),
-        Command::Serve(ConfigArg { config }) => load(&config).and_then(serve),
+        Command::Serve(ConfigArg { config: path }) => load(&path).and_then(|config| serve(config, path)),
         Command::Token { config, sub, email, role, permissions, team_id, ttl } => {
             token(&config.config, sub, email, role, permissions, team_id, ttl).map(|t| println!("{t}"))
         }
@@ -189,7 +189,7 @@ fn check_config(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn serve(config: Config) -> Result<(), Failure> {
+fn serve(config: Config, path: PathBuf) -> Result<(), Failure> {
     gatehouse::telemetry::init(&config.log);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -200,7 +200,7 @@ fn serve(config: Config) -> Result<(), Failure> {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
-        gatehouse::run(listener, config, shutdown_signal()).await
+        gatehouse::run_reloading(listener, config, path, shutdown_signal()).await
     })?;
     Ok(())
 }

@@ -37,6 +37,11 @@ struct IssuerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
 }
@@ -50,6 +55,9 @@ pub struct Metrics {
     jwks_ready: Family<IssuerLabels, Gauge>,
     store_operations: Family<OpLabels, Gauge>,
     api_key_cache: Gauge,
+    config_reloads: Family<ResultLabels, Counter>,
+    config_last_success: Gauge,
+    config_last_ok: Gauge,
 }
 
 impl Default for Metrics {
@@ -77,7 +85,48 @@ impl Metrics {
         );
         let api_key_cache = Gauge::default();
         registry.register("api_key_cache_entries", "API keys and PATs held in the lookup cache", api_key_cache.clone());
-        Metrics { registry, requests, latency, jwks_fetches, jwks_ready, store_operations, api_key_cache }
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("config_reloads", "Config reloads, by result (success or failure)", config_reloads.clone());
+        let config_last_success = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded (start or the last successful reload), Unix time",
+            config_last_success.clone(),
+        );
+        let config_last_ok = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last reload (or the start) succeeded, 0 when it was refused",
+            config_last_ok.clone(),
+        );
+        // The config loaded at start is the first success.
+        config_last_success.set(crate::clock::now_secs() as i64);
+        config_last_ok.set(1);
+        for result in ["success", "failure"] {
+            config_reloads.get_or_create(&ResultLabels { result }).get();
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            jwks_fetches,
+            jwks_ready,
+            store_operations,
+            api_key_cache,
+            config_reloads,
+            config_last_success,
+            config_last_ok,
+        }
+    }
+
+    /// Counts a reload; a success also moves the last-success timestamp.
+    pub fn config_reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.config_reloads.get_or_create(&ResultLabels { result }).inc();
+        self.config_last_ok.set(i64::from(ok));
+        if ok {
+            self.config_last_success.set(crate::clock::now_secs() as i64);
+        }
     }
 
     pub fn observe(&self, log: &RequestContext, elapsed: Duration) {

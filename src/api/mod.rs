@@ -60,8 +60,23 @@ pub struct AuthApi {
 
 impl AuthApi {
     /// `None` when Gatehouse issues no tokens (no `[tokens]`): then there is no auth API.
-    pub async fn build(config: &Arc<Config>, auth: &Arc<Auth>) -> anyhow::Result<Option<Self>> {
+    /// On a reload `previous` is the API being replaced: its limiters, and the addresses they
+    /// have counted, carry over while `[rate_limit]` is unchanged.
+    pub async fn build(
+        config: &Arc<Config>,
+        auth: &Arc<Auth>,
+        previous: Option<&AuthApi>,
+    ) -> anyhow::Result<Option<Self>> {
         let Some(issued) = &auth.issued else { return Ok(None) };
+        let (limiter, token_limiter) = match previous {
+            Some(p) if p.accounts.config.rate_limit == config.rate_limit => {
+                (p.accounts.limiter.clone(), p.accounts.token_limiter.clone())
+            }
+            _ => (
+                Limiter::per_minute(config.rate_limit.login_per_minute),
+                Limiter::per_minute(config.rate_limit.login_per_minute),
+            ),
+        };
         let accounts = Arc::new(Accounts {
             config: config.clone(),
             auth: auth.clone(),
@@ -70,8 +85,8 @@ impl AuthApi {
             own: issued.own.clone(),
             keys: issued.keys.clone(),
             passwords: Passwords::new(config.accounts.hash_concurrency),
-            limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
-            token_limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
+            limiter,
+            token_limiter,
             mailer: Mailer::from_config(config)?,
             refresh_key: hmac::Key::new(hmac::HMAC_SHA256, &issued.own.refresh_secret().await?),
         });
@@ -90,12 +105,17 @@ impl AuthApi {
         self.router.clone()
     }
 
-    /// The per-IP limiters forget idle addresses.
-    pub fn spawn_maintenance(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
-            tokio::spawn(self.accounts.limiter.clone().prune()),
-            tokio::spawn(self.accounts.token_limiter.clone().prune()),
-        ]
+    /// The per-IP limiters forget idle addresses; limiters carried over from `previous`
+    /// already have their task.
+    pub fn spawn_maintenance(&self, previous: Option<&AuthApi>) -> Vec<tokio::task::JoinHandle<()>> {
+        let carried = |l: &Arc<Limiter>| {
+            previous.is_some_and(|p| Arc::ptr_eq(&p.accounts.limiter, l) || Arc::ptr_eq(&p.accounts.token_limiter, l))
+        };
+        [&self.accounts.limiter, &self.accounts.token_limiter]
+            .into_iter()
+            .filter(|l| !carried(l))
+            .map(|l| tokio::spawn(Limiter::prune(Arc::downgrade(l))))
+            .collect()
     }
 }
 

@@ -369,10 +369,13 @@ impl ApiKeys {
 
     /// Writes `last_used_at` for the keys used since the last flush, in one batch, every
     /// `api_keys.last_used_interval`.
-    pub async fn flush_usage(self: Arc<Self>) {
+    /// Ends once the keys are dropped (a reload that rebuilt them flushes the old ones first).
+    pub async fn flush_usage(keys: std::sync::Weak<Self>) {
         loop {
-            tokio::time::sleep(self.config.last_used_interval).await;
-            self.flush_usage_once().await;
+            let Some(every) = keys.upgrade().map(|k| k.config.last_used_interval) else { return };
+            tokio::time::sleep(every).await;
+            let Some(this) = keys.upgrade() else { return };
+            this.flush_usage_once().await;
         }
     }
 

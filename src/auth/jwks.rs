@@ -6,8 +6,8 @@
 //! period; the set's `Cache-Control: max-age` decides when it is fetched again.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -234,40 +234,42 @@ impl KeySet {
         }
     }
 
-    /// Keeps a remote set fresh for as long as the task runs: refetch when the TTL ends,
-    /// back off on failure. Files are polled for changes.
-    pub async fn maintain(self: Arc<Self>) {
+    /// Keeps a remote set fresh: refetch when the TTL ends, back off on failure. Files are
+    /// polled for changes. Ends once the set is dropped (a reload that replaced its issuer):
+    /// between rounds it holds only a weak reference.
+    pub async fn maintain(set: Weak<Self>) {
         let mut backoff = Duration::from_millis(500);
         loop {
-            match &self.source {
+            let Some(this) = set.upgrade() else { return };
+            let wait = match &this.source {
                 Source::Static => return,
                 Source::File { .. } => {
-                    tokio::time::sleep(self.settings.jwks_file_poll).await;
-                    if self.file_changed() {
-                        self.refresh(Reason::Scheduled).await;
+                    if this.file_changed() {
+                        this.refresh(Reason::Scheduled).await;
                     }
+                    this.settings.jwks_file_poll
                 }
                 Source::Remote { .. } => {
-                    let ok = self.refresh(Reason::Scheduled).await;
-                    let wait = if ok {
+                    if this.refresh(Reason::Scheduled).await {
                         backoff = Duration::from_millis(500);
-                        let until = self.loaded.load().valid_until;
+                        let until = this.loaded.load().valid_until;
                         // valid_until includes the stale period; refetch when the TTL proper ends.
                         until
                             .map(|t| {
                                 t.saturating_duration_since(crate::clock::now_std())
-                                    .saturating_sub(self.settings.jwks_stale_ttl)
+                                    .saturating_sub(this.settings.jwks_stale_ttl)
                             })
-                            .unwrap_or(self.settings.jwks_default_ttl)
+                            .unwrap_or(this.settings.jwks_default_ttl)
                             .max(Duration::from_secs(1))
                     } else {
                         let wait = backoff;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                         wait
-                    };
-                    tokio::time::sleep(wait).await;
+                    }
                 }
-            }
+            };
+            drop(this);
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -18,7 +18,7 @@ use api_key::ApiKeys;
 use jwks::KeySet;
 use jwt::{Issuer, JwtVerifier};
 
-use crate::config::{ClaimPaths, Config, TokensConfig};
+use crate::config::{ClaimPaths, Config, IssuerConfig, KeySourceConfig, TokensConfig};
 use crate::store::Store;
 use own_keys::OwnKeys;
 use revocation::Revocations;
@@ -31,12 +31,15 @@ pub struct Auth {
     pub issued: Option<Issued>,
 }
 
-/// Gatehouse as an issuer: its token settings, the store, its own signing keys and the API
-/// keys and PATs kept in that store. One value, so no part can be there without the others.
+/// Gatehouse as an issuer: its token settings, the store, its own signing keys (and the key
+/// set that verifies them) and the API keys and PATs kept in that store. One value, so no
+/// part can be there without the others.
 pub struct Issued {
     pub tokens: TokensConfig,
     pub store: Arc<dyn Store>,
     pub own: Arc<OwnKeys>,
+    /// The verifying half of `own`, followed across key rotations.
+    pub own_set: Arc<KeySet>,
     pub keys: Arc<ApiKeys>,
 }
 
@@ -44,6 +47,72 @@ impl Auth {
     /// Loads (or generates) the signing keys and sets up every issuer's key set. Remote key
     /// sets start empty; [`Auth::spawn_maintenance`] fetches them.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let revocations = Arc::new(Revocations::new(config.tokens.as_ref().map(|t| t.issuer.clone())));
+        let issued = match &config.tokens {
+            None => None,
+            Some(tokens) => {
+                let store: Arc<dyn Store> = Arc::new(crate::store::SqlStore::connect(&config.store.url).await?);
+                let own = Arc::new(OwnKeys::load(tokens, Some(store.clone()), config.jwt.leeway).await?);
+                let verifying = own.ring().verifying.iter().map(|k| k.verify_key.clone()).collect();
+                let own_set = KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt);
+                let keys =
+                    Arc::new(ApiKeys::build(config, tokens.issuer.clone(), store.clone(), revocations.clone()).await?);
+                Some(Issued { tokens: tokens.clone(), store, own, own_set, keys })
+            }
+        };
+        Self::assemble(config, revocations, issued, |_| None)
+    }
+
+    /// The verifiers for `new`, a reload of `old` that [`crate::config::fixed_changes`]
+    /// passed. The store, the signing keys and the revocations carry over; so do the key sets
+    /// of issuers whose keys are found the same way (their cached and fetched keys survive),
+    /// and the API key cache while `[api_keys]` is unchanged. Secret files are read again.
+    pub async fn next(&self, old: &Config, new: &Config) -> anyhow::Result<Self> {
+        let issued = match (&self.issued, &new.tokens) {
+            (None, None) => None,
+            (Some(was), Some(tokens)) => {
+                let same_keys = old.api_keys == new.api_keys && old.headers.claims.len() == new.headers.claims.len();
+                let keys = if same_keys {
+                    was.keys.clone()
+                } else {
+                    // Uses since the last batch would be lost with the old cache.
+                    was.keys.flush_usage_once().await;
+                    let issuer = tokens.issuer.clone();
+                    Arc::new(ApiKeys::build(new, issuer, was.store.clone(), self.revocations.clone()).await?)
+                };
+                Some(Issued {
+                    tokens: tokens.clone(),
+                    store: was.store.clone(),
+                    own: was.own.clone(),
+                    own_set: was.own_set.clone(),
+                    keys,
+                })
+            }
+            _ => anyhow::bail!("tokens: the auth API cannot be turned on or off without a restart"),
+        };
+        let reuse = |cfg: &IssuerConfig| {
+            let found_alike =
+                |o: &&IssuerConfig| o.issuer == cfg.issuer && o.source == cfg.source && o.algorithms == cfg.algorithms;
+            let secret = matches!(cfg.source, KeySourceConfig::Secret(_));
+            if old.jwt != new.jwt || secret || !old.issuers.iter().any(|o| found_alike(&o)) {
+                return None;
+            }
+            let own = self.issued.as_ref().map(|i| &i.own_set);
+            self.jwt
+                .issuers()
+                .iter()
+                .find(|i| i.name == cfg.issuer && own.is_none_or(|o| !Arc::ptr_eq(o, &i.keys)))
+                .map(|i| i.keys.clone())
+        };
+        Self::assemble(new, self.revocations.clone(), issued, reuse)
+    }
+
+    fn assemble(
+        config: &Config,
+        revocations: Arc<Revocations>,
+        issued: Option<Issued>,
+        reuse: impl Fn(&IssuerConfig) -> Option<Arc<KeySet>>,
+    ) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder()
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .redirect(jwks::redirect_policy());
@@ -53,12 +122,8 @@ impl Auth {
         }
         let client = client.build()?;
         let mut issuers = Vec::new();
-        let revocations = Arc::new(Revocations::new(config.tokens.as_ref().map(|t| t.issuer.clone())));
-        let mut issued = None;
-        if let Some(tokens) = &config.tokens {
-            let store: Arc<dyn Store> = Arc::new(crate::store::SqlStore::connect(&config.store.url).await?);
-            let own = Arc::new(OwnKeys::load(tokens, Some(store.clone()), config.jwt.leeway).await?);
-            let verifying = own.ring().verifying.iter().map(|k| k.verify_key.clone()).collect();
+        if let Some(issued) = &issued {
+            let tokens = &issued.tokens;
             issuers.push(Issuer {
                 name: tokens.issuer.clone(),
                 algorithms: vec![tokens.algorithm],
@@ -67,17 +132,17 @@ impl Auth {
                 claims: ClaimPaths::own(),
                 required: Vec::new(),
                 typ: Some(signing::ACCESS_TOKEN_TYP),
-                keys: KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt),
+                keys: issued.own_set.clone(),
             });
-            let keys =
-                Arc::new(ApiKeys::build(config, tokens.issuer.clone(), store.clone(), revocations.clone()).await?);
-            issued = Some(Issued { tokens: tokens.clone(), store, own, keys });
         }
         for cfg in &config.issuers {
             if cfg.audiences.is_empty() {
                 tracing::warn!(issuer = %cfg.issuer, "no audiences configured: `aud` is not checked for this issuer");
             }
-            let keys = KeySet::from_config(cfg, &config.jwt, &client).map_err(anyhow::Error::msg)?;
+            let keys = match reuse(cfg) {
+                Some(keys) => keys,
+                None => KeySet::from_config(cfg, &config.jwt, &client).map_err(anyhow::Error::msg)?,
+            };
             issuers.push(Issuer {
                 name: cfg.issuer.clone(),
                 algorithms: cfg.algorithms.clone(),
@@ -92,21 +157,32 @@ impl Auth {
         Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), revocations, issued })
     }
 
-    /// Starts the tasks that keep remote and file key sets fresh and follow revocations.
-    pub fn spawn_maintenance(&self, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks: Vec<_> = self.jwt.issuers().iter().map(|i| tokio::spawn(i.keys.clone().maintain())).collect();
+    /// Starts the tasks that keep key sets fresh, record key use and follow revocations and
+    /// rotations. After a reload (`previous` is the generation it replaces) only the parts
+    /// built anew get tasks; those of dropped parts end by themselves.
+    pub fn spawn_maintenance(&self, config: &Config, previous: Option<&Auth>) -> Vec<tokio::task::JoinHandle<()>> {
+        let known =
+            |set: &Arc<KeySet>| previous.is_some_and(|p| p.jwt.issuers().iter().any(|i| Arc::ptr_eq(&i.keys, set)));
+        let mut tasks: Vec<_> = self
+            .jwt
+            .issuers()
+            .iter()
+            .filter(|i| !known(&i.keys))
+            .map(|i| tokio::spawn(KeySet::maintain(Arc::downgrade(&i.keys))))
+            .collect();
         if let Some(issued) = &self.issued {
-            // Client-credential tokens may outlive user access tokens: a subject-wide cut-off
-            // must be kept as long as the longer of the two.
-            let longest = issued.tokens.access_ttl.max(config.clients.token_ttl);
-            let max_life = longest.as_secs() as i64 + config.jwt.leeway.as_secs() as i64;
-            let every = std::time::Duration::from_millis(500);
-            tasks.push(tokio::spawn(self.revocations.clone().follow(issued.store.clone(), every, max_life)));
-            tasks.push(tokio::spawn(issued.keys.clone().flush_usage()));
-            tasks.push(tokio::spawn(issued.keys.limiter().prune()));
-            // Gatehouse's own issuer is always the first one.
-            if let Some(issuer) = self.jwt.issuers().first() {
-                tasks.push(tokio::spawn(issued.own.clone().follow(issuer.keys.clone())));
+            if previous.is_none() {
+                // Client-credential tokens may outlive user access tokens: a subject-wide
+                // cut-off must be kept as long as the longer of the two.
+                let longest = issued.tokens.access_ttl.max(config.clients.token_ttl);
+                let max_life = longest.as_secs() as i64 + config.jwt.leeway.as_secs() as i64;
+                let every = std::time::Duration::from_millis(500);
+                tasks.push(tokio::spawn(self.revocations.clone().follow(issued.store.clone(), every, max_life)));
+                tasks.push(tokio::spawn(issued.own.clone().follow(issued.own_set.clone())));
+            }
+            if previous.and_then(Auth::api_keys).is_none_or(|k| !Arc::ptr_eq(k, &issued.keys)) {
+                tasks.push(tokio::spawn(ApiKeys::flush_usage(Arc::downgrade(&issued.keys))));
+                tasks.push(tokio::spawn(crate::limits::Limiter::prune(Arc::downgrade(&issued.keys.limiter()))));
             }
         }
         tasks

@@ -38,6 +38,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Kubernetes' default `terminationGracePeriodSeconds` is 30 s: a longer drain is cut by SIGKILL.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Off outside Kubernetes, so Ctrl-C stops at once; the Helm chart sets a few seconds.
+pub const SHUTDOWN_DELAY: Duration = Duration::ZERO;
+/// Endpoint updates reach every node within seconds; longer only delays a rollout.
+pub const MAX_SHUTDOWN_DELAY: Duration = Duration::from_secs(300);
 /// hyper's own default; legitimate requests carry a few dozen.
 pub const MAX_HEADER_COUNT: u64 = 100;
 pub const MAX_MAX_HEADER_COUNT: u64 = 1000;

@@ -1,12 +1,13 @@
 //! Configuration: the TOML file plus `GATEHOUSE_*` overrides, validated once at load into
 //! typed values; every problem is reported at once with its key path.
 //! Parts: `raw` (the file as written), `env` (the overlay), `validate` (raw -> `types`, filling in
-//! `defaults`), `duration` (the `30s` syntax).
+//! `defaults`), `duration` (the `30s` syntax), `reload` (which keys are fixed at start).
 
 mod defaults;
 mod duration;
 mod env;
 mod raw;
+mod reload;
 mod types;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::path::Path;
 
 pub use duration::parse as parse_duration;
 use raw::RawConfig;
+pub use reload::fixed_changes;
 pub use types::*;
 
 /// Every problem found in a config, each with the key it concerns.

@@ -49,6 +49,7 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub shutdown_delay: Option<String>,
     pub max_header_count: Option<i64>,
     pub max_header_bytes: Option<i64>,
     pub handshake_timeout: Option<String>,

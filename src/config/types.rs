@@ -35,7 +35,7 @@ pub struct Config {
 
 /// API keys and personal access tokens: how they look, where they are read, how they are
 /// cached, and how many a user may hold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeysConfig {
     /// The request header that carries a key (besides `Authorization: Bearer`).
     pub header: HeaderName,
@@ -137,6 +137,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How long in-flight requests may run after SIGTERM before connections are cut.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long `/readyz` answers 503 while requests are still served, so load
+    /// balancers and Kubernetes endpoints stop sending before the listener closes.
+    pub shutdown_delay: Duration,
     pub max_header_count: usize,
     /// The most a request head (request line and headers) may take; past it, 431.
     pub max_header_bytes: usize,
@@ -153,13 +156,13 @@ impl ServerConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// Scheme and authority of the protected app; any path in it is prefixed to requests.
     pub url: Uri,
@@ -193,7 +196,7 @@ pub struct TokensConfig {
     pub key_reload: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtConfig {
     pub leeway: Duration,
     pub max_token_bytes: usize,
@@ -305,7 +308,7 @@ pub struct HeadersConfig {
     pub max_value_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitConfig {
     pub login_per_minute: u32,
     pub lockout_after: u32,

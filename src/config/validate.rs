@@ -420,6 +420,14 @@ impl Validator {
             ),
             idle_timeout: self.timeout("server.idle_timeout", &raw.idle_timeout, IDLE_TIMEOUT),
             shutdown_grace: self.timeout("server.shutdown_grace", &raw.shutdown_grace, SHUTDOWN_GRACE),
+            shutdown_delay: {
+                let d = self.duration("server.shutdown_delay", &raw.shutdown_delay, SHUTDOWN_DELAY);
+                if d > MAX_SHUTDOWN_DELAY {
+                    const _: () = assert!(MAX_SHUTDOWN_DELAY.as_secs() == 300, "the message below says 5m");
+                    self.problem("server.shutdown_delay", "must be at most 5m");
+                }
+                d.min(MAX_SHUTDOWN_DELAY)
+            },
             max_header_count: self.positive(
                 "server.max_header_count",
                 raw.max_header_count,

@@ -15,7 +15,7 @@ pub fn finish(mut resp: Response<Body>, ctx: &mut RequestContext, app: &App) -> 
     }
     ctx.status = resp.status().as_u16();
     let elapsed = ctx.started.elapsed();
-    app.metrics.observe(ctx, elapsed);
+    app.process.metrics.observe(ctx, elapsed);
     if app.config.log.access {
         ctx.emit(elapsed);
     }

@@ -14,10 +14,9 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio_rustls::TlsAcceptor;
 
-use crate::app::App;
-use crate::config::{ServerConfig, TlsConfig};
+use crate::app::Live;
+use crate::config::ServerConfig;
 use crate::peer::Peer;
 use crate::proxy;
 use crate::upstream::ConnectionSlot;
@@ -35,51 +34,16 @@ pub enum Role {
 /// After an idle connection is asked to close (HTTP/2 GOAWAY), how long it has to do so.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Builds the rustls acceptor for `[server.tls]`.
-pub fn tls_acceptor(tls: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| anyhow::anyhow!("server.tls.cert_file {}: {e}", tls.cert_file.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| anyhow::anyhow!("server.tls.key_file {}: {e}", tls.key_file.display()))?;
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
-/// for up to `server.shutdown_grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    tls: Option<TlsAcceptor>,
-    role: Role,
-    shutdown: impl Future<Output = ()>,
-) {
-    let server = &app.config.server;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Heads past max_header_bytes get a JSON 431 from the proxy; hyper's own limit (a bare
-    // 431) only stops heads too large to be worth reading at all.
-    let hard_head_limit = server.max_header_bytes.saturating_mul(2).max(16 * 1024);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_headers(server.max_header_count)
-        .max_buf_size(hard_head_limit);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(hard_head_limit as u32)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+/// for up to `server.shutdown_grace`. Each connection is set up from the generation live
+/// when it is accepted (TLS, timeouts, limits on heads) and each request is served by the
+/// generation live when it arrives, so a reload reaches kept-alive connections too.
+pub async fn serve(listener: TcpListener, live: Arc<Live>, role: Role, shutdown: impl Future<Output = ()>) {
+    let first = live.current();
     let (drain, draining) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let limit = Arc::new(Semaphore::new(first.config.server.max_connections));
+    let mut built = (first.config.clone(), builder(&first.config.server));
+    drop(first);
     tokio::pin!(shutdown);
 
     loop {
@@ -100,22 +64,31 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let app = live.current();
+        if !Arc::ptr_eq(&built.0, &app.config) {
+            built = (app.config.clone(), builder(&app.config.server));
+        }
+        let server = &app.config.server;
+        let tls = match role {
+            Role::Main => app.tls.clone(),
+            Role::Metrics => None,
+        };
         let peer = Peer { addr, tls: tls.is_some(), trusted: server.is_trusted_proxy(addr.ip()) };
-        let app = app.clone();
-        let builder = builder.clone();
+        let timeouts = Timeouts::of(server);
+        drop(app);
+        let live = live.clone();
+        let builder = built.1.clone();
         let draining = draining.clone();
-        let tls = tls.clone();
         tokio::spawn(async move {
-            let timeouts = Timeouts::of(&app.config.server);
             // Shared with any WebSocket spliced off this connection, so it keeps the slot.
             let slot = ConnectionSlot(Arc::new(permit));
             match tls {
-                None => connection(stream, app, peer, role, &builder, timeouts, draining, slot).await,
+                None => connection(stream, live, peer, role, &builder, timeouts, draining, slot).await,
                 Some(acceptor) => {
                     let Ok(Ok(stream)) = tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await else {
                         return;
                     };
-                    connection(stream, app, peer, role, &builder, timeouts, draining, slot).await;
+                    connection(stream, live, peer, role, &builder, timeouts, draining, slot).await;
                 }
             }
         });
@@ -123,10 +96,32 @@ pub async fn serve(
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
     let _ = drain.send(true);
-    let all = u32::try_from(server.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(server.shutdown_grace, limit.acquire_many(all)).await.is_err() {
+    let grace = live.current().config.server.shutdown_grace;
+    // server.max_connections cannot change on a reload, so every slot is the first one's.
+    let all = u32::try_from(built.0.server.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, limit.acquire_many(all)).await.is_err() {
         tracing::warn!("shutdown grace period ended with connections still open");
     }
+}
+
+/// HTTP/1 and HTTP/2 settings for new connections.
+fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Heads past max_header_bytes get a JSON 431 from the proxy; hyper's own limit (a bare
+    // 431) only stops heads too large to be worth reading at all.
+    let hard_head_limit = server.max_header_bytes.saturating_mul(2).max(16 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_headers(server.max_header_count)
+        .max_buf_size(hard_head_limit);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(hard_head_limit as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +150,7 @@ impl Timeouts {
 #[allow(clippy::too_many_arguments)]
 async fn connection<I>(
     io: I,
-    app: Arc<App>,
+    live: Arc<Live>,
     peer: Peer,
     role: Role,
     builder: &auto::Builder<TokioExecutor>,
@@ -173,7 +168,7 @@ async fn connection<I>(
             if req.headers().contains_key(http::header::UPGRADE) {
                 req.extensions_mut().insert(slot.clone());
             }
-            let app = app.clone();
+            let app = live.current();
             async move {
                 let resp = match role {
                     Role::Main => proxy::handle(app, peer, req).await?,

@@ -332,7 +332,7 @@ impl TlsServer {
         let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert_file, cert_pem).unwrap();
         std::fs::write(&key_file, key_pem).unwrap();
-        let acceptor = gatehouse::server::tls_acceptor(&gatehouse::config::TlsConfig { cert_file, key_file }).unwrap();
+        let acceptor = gatehouse::tls::acceptor(&gatehouse::config::TlsConfig { cert_file, key_file }).unwrap();
         let routes: Canned = Default::default();
         let hits: Arc<Mutex<std::collections::HashMap<String, usize>>> = Default::default();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
