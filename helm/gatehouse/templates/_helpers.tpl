@@ -1,7 +1,9 @@
 {{/*
 Names, labels, the rendered gatehouse.toml, and the Gatehouse container and its volumes as
 named templates, so other charts can add Gatehouse to a pod spec of their own (README
-"Kubernetes"). Every template here takes a context with .Values, .Release and .Chart.
+"Kubernetes"). Every template here takes a context with .Values, .Release and .Chart: this
+chart's own templates pass `.`; a parent chart passes this chart's scope, `.Subcharts.gatehouse`
+(see "gatehouse.container" below).
 */}}
 
 {{- define "gatehouse.name" -}}
@@ -32,6 +34,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: {{ .Values.mode }}
+{{- end }}
+
+{{/*
+Whether this chart renders the pod (and its Service, ServiceAccount, ...): in gateway and
+sidecar mode. In include mode another chart's pod holds the Gatehouse container (through
+"gatehouse.container" and "gatehouse.volumes"), and this chart renders only its ConfigMap and
+Secret, which that pod mounts.
+*/}}
+{{- define "gatehouse.ownsPod" -}}
+{{- if ne .Values.mode "include" }}true{{ end }}
 {{- end }}
 
 {{- define "gatehouse.serviceAccountName" -}}
@@ -87,7 +99,7 @@ combination fails at install, not in a crash-looping pod.
 {{- $_ := set $server "metrics_listen" (printf "0.0.0.0:%v" $v.metrics.port) }}
 {{- end }}
 {{- $chart := dict "server" $server }}
-{{- if eq $v.mode "sidecar" }}
+{{- if has $v.mode (list "sidecar" "include") }}
 {{- $_ := set $chart "upstream" (dict "url" (printf "http://127.0.0.1:%v" $v.app.port)) }}
 {{- end }}
 {{- $user := deepCopy (default dict $v.config) }}
@@ -195,14 +207,39 @@ timeoutSeconds: {{ .probe.timeoutSeconds }}
 failureThreshold: {{ .probe.failureThreshold }}
 {{- end }}
 
+{{/* Called with a parent chart's own scope, fail with the calling convention, not a nil error. */}}
+{{- define "gatehouse.scopeCheck" -}}
+{{- if not (and (kindIs "map" .Values) (hasKey .Values "containerPort") (hasKey .Values "probes")) }}
+{{- fail "gatehouse.container and gatehouse.volumes take the gatehouse chart's scope: from a parent chart, include them with .Subcharts.gatehouse, not ." }}
+{{- end }}
+{{- end }}
+
 {{/*
-The Gatehouse container. Another chart adds Gatehouse to its own pod with
-  containers:
-    {{- include "gatehouse.container" (dict "Values" .Values.gatehouse "Release" .Release "Chart" .Subcharts.gatehouse.Chart) | nindent 4 }}
-  volumes:
-    {{- include "gatehouse.volumes" (dict "Values" .Values.gatehouse "Release" .Release "Chart" .Subcharts.gatehouse.Chart) | nindent 4 }}
+The Gatehouse container, and (below) the volumes it mounts.
+
+Calling convention. Both templates take this chart's scope: its .Values (with the chart's
+defaults), .Chart and .Release. This chart's own Deployment passes `.`. A parent chart that has
+this chart as a dependency (set `gatehouse.mode: include` in its values, so this chart renders
+only the ConfigMap and Secret the pod mounts, not a Deployment of its own) passes the
+subchart's scope, `.Subcharts.gatehouse` (`.Subcharts.<alias>` under an alias), never its own
+`.`: the parent's .Values, .Chart and name would give other values and a ConfigMap name that
+does not exist. In the parent's pod template:
+  metadata:
+    annotations:
+      checksum/gatehouse-config: {{ include "gatehouse.configChecksum" .Subcharts.gatehouse }}
+  spec:
+    securityContext:
+      fsGroup: 65532            # the group that reads the 0440 secret files
+    containers:
+      {{- include "gatehouse.container" .Subcharts.gatehouse | nindent 6 }}
+      - name: app               # the parent's app, on 127.0.0.1:<gatehouse.app.port>
+    volumes:
+      {{- include "gatehouse.volumes" .Subcharts.gatehouse | nindent 6 }}
+Equivalent: (dict "Values" .Values.gatehouse "Release" .Release "Chart" .Subcharts.gatehouse.Chart).
+helm/examples/parent-app is such a parent, rendered and checked by scripts/check-chart.sh.
 */}}
 {{- define "gatehouse.container" -}}
+{{- include "gatehouse.scopeCheck" . -}}
 - name: gatehouse
   image: {{ include "gatehouse.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -269,6 +306,7 @@ The Gatehouse container. Another chart adds Gatehouse to its own pod with
 {{- end }}
 
 {{- define "gatehouse.volumes" -}}
+{{- include "gatehouse.scopeCheck" . -}}
 - name: gatehouse-config
   configMap:
     name: {{ default (include "gatehouse.fullname" .) .Values.existingConfigMap }}
