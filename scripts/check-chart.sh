@@ -56,6 +56,12 @@ open(sys.argv[2], "w").write(maps[0]["data"]["gatehouse.toml"])
 PY
   "$bin" check-config --config "$out/$name.toml" >/dev/null
 done
+# configReload: hot (the default) leaves the pods in place on a config change, rollout rolls them.
+grep -q 'checksum/config' "$out/gateway-full.yaml" || { echo "error: configReload: rollout rendered no checksum/config" >&2; exit 1; }
+if grep -q 'checksum/config' "$out/gateway-minimal.yaml"; then
+  echo "error: configReload: hot would roll the pods on a config change (checksum/config rendered)" >&2; exit 1
+fi
+grep -q 'shutdown_delay = "5s"' "$out/gateway-minimal.yaml" || { echo "error: the chart's shutdownDelay is not in the config" >&2; exit 1; }
 # Values the schema or the chart must refuse, each with its reason.
 refuse() {
   local why=$1; shift
@@ -70,6 +76,7 @@ refuse "a sidecar without app containers" --set mode=sidecar
 refuse "SQLite with two replicas" --set config.upstream.url=http://a:1 --set replicaCount=2
 refuse "a signing key without [tokens]" --set config.upstream.url=http://a:1 --set secret.signingKey=x
 refuse "an unknown mode" --set mode=both --set config.upstream.url=http://a:1
+refuse "an unknown configReload" --set config.upstream.url=http://a:1 --set configReload=sometimes
 refuse "app containers in include mode (the parent's pod holds the app)" --set mode=include \
   --set app.containers[0].name=app --set app.containers[0].image=app:1
 # A chart of your own with Gatehouse in its pod: the named templates gatehouse.container and

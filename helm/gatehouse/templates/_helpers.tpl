@@ -94,7 +94,7 @@ combination fails at install, not in a crash-looping pod.
 */}}
 {{- define "gatehouse.configValues" -}}
 {{- $v := .Values }}
-{{- $server := dict "listen" (printf "0.0.0.0:%v" $v.containerPort) "shutdown_grace" $v.shutdownGrace }}
+{{- $server := dict "listen" (printf "0.0.0.0:%v" $v.containerPort) "shutdown_grace" $v.shutdownGrace "shutdown_delay" $v.shutdownDelay }}
 {{- if $v.metrics.enabled }}
 {{- $_ := set $server "metrics_listen" (printf "0.0.0.0:%v" $v.metrics.port) }}
 {{- end }}
@@ -193,7 +193,7 @@ combination fails at install, not in a crash-looping pod.
 {{ include "gatehouse.toml" (include "gatehouse.configValues" . | fromJson) }}
 {{- end }}
 
-{{/* The config's checksum: a pod annotation, so a changed config rolls the pods. */}}
+{{/* The config's checksum: a pod annotation, so a changed config rolls the pods (configReload: rollout). */}}
 {{- define "gatehouse.configChecksum" -}}
 {{- if .Values.existingConfigMap }}{{ .Values.existingConfigMap | sha256sum }}{{ else }}{{ include "gatehouse.configToml" . | sha256sum }}{{ end }}
 {{- end }}
