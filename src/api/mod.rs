@@ -28,7 +28,7 @@ use crate::auth::own_keys::OwnKeys;
 use crate::auth::password::Passwords;
 use crate::config::{Config, TokensConfig};
 use crate::error::{Error, RequestError};
-use crate::limits::Limiter;
+use crate::limits::SharedLimiter;
 use crate::mail::Mailer;
 use crate::store::Store;
 
@@ -43,10 +43,12 @@ pub struct Accounts {
     pub own: Arc<OwnKeys>,
     pub keys: Arc<ApiKeys>,
     pub passwords: Passwords,
-    pub limiter: Arc<Limiter>,
+    /// Login, register, password reset and email verification, per client IP; across the
+    /// cluster when replicas share the store.
+    pub limiter: Arc<SharedLimiter>,
     /// `POST /auth/token`, per client IP, at the same rate but with its own quota: machine
     /// clients fetching tokens and people logging in from one address do not starve each other.
-    pub token_limiter: Arc<Limiter>,
+    pub token_limiter: Arc<SharedLimiter>,
     pub mailer: Mailer,
     /// Derives a refresh token's child from it (see [`session`]).
     pub refresh_key: hmac::Key,
@@ -70,8 +72,8 @@ impl AuthApi {
             own: issued.own.clone(),
             keys: issued.keys.clone(),
             passwords: Passwords::new(config.accounts.hash_concurrency),
-            limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
-            token_limiter: Limiter::per_minute(config.rate_limit.login_per_minute),
+            limiter: SharedLimiter::new("auth", config.rate_limit.login_per_minute, &issued.store),
+            token_limiter: SharedLimiter::new("token", config.rate_limit.login_per_minute, &issued.store),
             mailer: Mailer::from_config(config)?,
             refresh_key: hmac::Key::new(hmac::HMAC_SHA256, &issued.own.refresh_secret().await?),
         });
@@ -90,12 +92,11 @@ impl AuthApi {
         self.router.clone()
     }
 
-    /// The per-IP limiters forget idle addresses.
+    /// The per-IP limiters forget idle addresses (and their full buckets in a shared store).
     pub fn spawn_maintenance(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
-            tokio::spawn(self.accounts.limiter.clone().prune()),
-            tokio::spawn(self.accounts.token_limiter.clone().prune()),
-        ]
+        let mut tasks = self.accounts.limiter.spawn_maintenance();
+        tasks.extend(self.accounts.token_limiter.spawn_maintenance());
+        tasks
     }
 }
 
