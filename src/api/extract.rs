@@ -148,9 +148,10 @@ impl FromRequestParts<Arc<Accounts>> for Holder {
     }
 }
 
-/// Refuses the request with 429 when the client IP has used its quota.
-pub fn rate_limit(acc: &Accounts, ip: ClientIp) -> ApiResult<()> {
-    match acc.limiter.check(ip.0) {
+/// Refuses the request with 429 when the client IP has used its quota (across the cluster,
+/// on a shared store).
+pub async fn rate_limit(acc: &Accounts, ip: ClientIp) -> ApiResult<()> {
+    match acc.limiter.check(ip.0).await {
         Ok(()) => Ok(()),
         Err(retry_after) => Err(Error::RateLimited { retry_after }),
     }

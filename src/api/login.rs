@@ -49,7 +49,7 @@ pub async fn login(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): J
         }
     };
 
-    if let Err(retry_after) = acc.limiter.check(ip.0) {
+    if let Err(retry_after) = acc.limiter.check(ip.0).await {
         audit(None, LoginOutcome::RateLimited).await;
         return Err(Error::RateLimited { retry_after });
     }

@@ -28,7 +28,7 @@ use crate::auth::own_keys::OwnKeys;
 use crate::auth::password::Passwords;
 use crate::config::{Config, TokensConfig};
 use crate::error::{Error, RequestError};
-use crate::limits::Limiter;
+use crate::limits::SharedLimiter;
 use crate::mail::Mailer;
 use crate::store::Store;
 
@@ -43,10 +43,12 @@ pub struct Accounts {
     pub own: Arc<OwnKeys>,
     pub keys: Arc<ApiKeys>,
     pub passwords: Passwords,
-    pub limiter: Arc<Limiter>,
+    /// Login, register, password reset and email verification, per client IP; across the
+    /// cluster when replicas share the store.
+    pub limiter: Arc<SharedLimiter>,
     /// `POST /auth/token`, per client IP, at the same rate but with its own quota: machine
     /// clients fetching tokens and people logging in from one address do not starve each other.
-    pub token_limiter: Arc<Limiter>,
+    pub token_limiter: Arc<SharedLimiter>,
     pub mailer: Mailer,
     /// Derives a refresh token's child from it (see [`session`]).
     pub refresh_key: hmac::Key,
@@ -73,8 +75,8 @@ impl AuthApi {
                 (p.accounts.limiter.clone(), p.accounts.token_limiter.clone())
             }
             _ => (
-                Limiter::per_minute(config.rate_limit.login_per_minute),
-                Limiter::per_minute(config.rate_limit.login_per_minute),
+                SharedLimiter::new("auth", config.rate_limit.login_per_minute, &issued.store),
+                SharedLimiter::new("token", config.rate_limit.login_per_minute, &issued.store),
             ),
         };
         let accounts = Arc::new(Accounts {
@@ -105,16 +107,16 @@ impl AuthApi {
         self.router.clone()
     }
 
-    /// The per-IP limiters forget idle addresses; limiters carried over from `previous`
-    /// already have their task.
+    /// The per-IP limiters forget idle addresses (and their full buckets in a shared store);
+    /// limiters carried over from `previous` already have their tasks.
     pub fn spawn_maintenance(&self, previous: Option<&AuthApi>) -> Vec<tokio::task::JoinHandle<()>> {
-        let carried = |l: &Arc<Limiter>| {
+        let carried = |l: &Arc<SharedLimiter>| {
             previous.is_some_and(|p| Arc::ptr_eq(&p.accounts.limiter, l) || Arc::ptr_eq(&p.accounts.token_limiter, l))
         };
         [&self.accounts.limiter, &self.accounts.token_limiter]
             .into_iter()
             .filter(|l| !carried(l))
-            .map(|l| tokio::spawn(Limiter::prune(Arc::downgrade(l))))
+            .flat_map(|l| l.spawn_maintenance())
             .collect()
     }
 }

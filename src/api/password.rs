@@ -23,7 +23,7 @@ pub struct Forgot {
 }
 
 pub async fn forgot(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Forgot>) -> ApiResult {
-    rate_limit(&acc, ip)?;
+    rate_limit(&acc, ip).await?;
     let email = validate::email(&body.email)?;
     // Look-up, token and delivery run after the answer, so its timing says nothing.
     let task_app = acc.clone();
@@ -66,7 +66,7 @@ pub struct Reset {
 }
 
 pub async fn reset(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Reset>) -> ApiResult {
-    rate_limit(&acc, ip)?;
+    rate_limit(&acc, ip).await?;
     let cfg = &acc.config.accounts;
     if body.token.len() < 48 || body.token.len() > 128 {
         return Err(ApiError::InvalidResetToken.into());
@@ -108,7 +108,7 @@ pub async fn change(
     Caller(p): Caller,
     Json(body): Json<Change>,
 ) -> ApiResult {
-    rate_limit(&acc, ip)?;
+    rate_limit(&acc, ip).await?;
     let cfg = &acc.config.accounts;
     validate::password("new_password", &body.new_password, cfg)?;
     if body.current_password.is_empty() || body.current_password.len() > cfg.max_password_length {

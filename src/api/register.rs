@@ -29,7 +29,7 @@ pub struct Register {
 }
 
 pub async fn register(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Register>) -> ApiResult {
-    rate_limit(&acc, ip)?;
+    rate_limit(&acc, ip).await?;
     if !acc.config.accounts.registration {
         return Err(ApiError::RegistrationClosed.into());
     }

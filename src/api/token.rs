@@ -16,7 +16,7 @@ use crate::error::{Error, OAuthError};
 
 pub async fn token(State(acc): State<Arc<Accounts>>, ip: ClientIp, req: Request) -> ApiResult {
     // Counted before anything is read, so malformed requests use up the quota too.
-    if let Err(retry_after) = acc.token_limiter.check(ip.0) {
+    if let Err(retry_after) = acc.token_limiter.check(ip.0).await {
         return Err(Error::RateLimited { retry_after });
     }
     let form = OAuthForm::read(&acc, req).await?;

@@ -21,7 +21,7 @@ pub struct Verify {
 
 /// `POST /auth/verify-email {token}`.
 pub async fn verify(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): Json<Verify>) -> ApiResult {
-    rate_limit(&acc, ip)?;
+    rate_limit(&acc, ip).await?;
     let token = body.token.trim();
     if token.len() < 48 || token.len() > 128 {
         return Err(ApiError::InvalidVerificationToken.into());
@@ -42,7 +42,7 @@ pub async fn verify(State(acc): State<Arc<Accounts>>, ip: ClientIp, Json(body): 
 
 /// `POST /auth/verify-email/resend`: a new link for the signed-in user; older links stop working.
 pub async fn resend(State(acc): State<Arc<Accounts>>, ip: ClientIp, Caller(p): Caller) -> ApiResult {
-    rate_limit(&acc, ip)?;
+    rate_limit(&acc, ip).await?;
     let user = acc.store.user_by_id(&p.subject).await?.ok_or(ApiError::NoAccount)?;
     if user.email_verified {
         return Ok(axum::Json(json!({

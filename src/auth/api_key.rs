@@ -176,7 +176,10 @@ pub struct ApiKeys {
     revocations: Arc<Revocations>,
     cache: moka::future::Cache<[u8; 32], Arc<Entry>>,
     negative: moka::sync::Cache<[u8; 32], Miss>,
-    /// Failed lookups allowed per client address (IPv6 by /64).
+    /// Failed lookups allowed per client address (IPv6 by /64), per process on purpose: it is
+    /// a flood guard that keeps random keys from reaching the store, not a security quota
+    /// (a key's 256-bit secret is), so a store round trip per guess to share it across
+    /// replicas would cost exactly what it guards against.
     limiter: Arc<Limiter>,
     /// Addresses that used up their failed lookups, until when: they get no store lookup.
     blocked: moka::sync::Cache<IpAddr, Instant>,

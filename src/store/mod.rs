@@ -259,6 +259,16 @@ pub struct Client {
     pub revoked_at: Option<i64>,
 }
 
+/// What taking a slot from a shared rate bucket led to ([`Store::take_rate_slot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSlot {
+    Taken,
+    /// The bucket is empty; the next slot frees up after this long (by the store's clock).
+    Refused {
+        retry_after: std::time::Duration,
+    },
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: NewUser) -> Result<User>;
@@ -346,6 +356,24 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a client; its tokens issued before `cutoff` are announced as revoked. False when
     /// there was no such live client.
     async fn revoke_client(&self, id: &str, now: i64, cutoff: i64) -> Result<bool>;
+
+    /// Whether several Gatehouse processes share this store (Postgres): per-process state
+    /// that must hold cluster-wide (the per-IP auth-API limits) then goes through it. A SQLite
+    /// store has one server process, which keeps such state in memory.
+    fn shared_by_replicas(&self) -> bool;
+    /// Takes one request from the GCRA bucket `(name, client)`, which holds `burst` requests
+    /// and gains one every `interval`, in one atomic statement timed by the store's clock: of
+    /// concurrent takers (on any replica) only as many as the bucket holds get a slot.
+    async fn take_rate_slot(
+        &self,
+        name: &str,
+        client: &str,
+        interval: std::time::Duration,
+        burst: u32,
+    ) -> Result<RateSlot>;
+    /// Deletes the buckets of `name` that are full again (a full bucket and no row are the
+    /// same); returns how many.
+    async fn prune_rate_buckets(&self, name: &str) -> Result<u64>;
 
     /// Statements run so far, by operation: for `/metrics` and for tests that prove a code
     /// path makes no query.

@@ -36,6 +36,16 @@ impl Dialect {
         }
     }
 
+    /// The database's clock in unix microseconds, as an SQL expression: the rate buckets
+    /// need sub-second steps (a 7-a-minute quota frees a slot every 8.57 s).
+    fn now_micros_sql(self) -> &'static str {
+        match self {
+            // julianday has millisecond resolution, enough for a bucket nobody shares here.
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+            Dialect::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000) AS BIGINT)",
+        }
+    }
+
     fn migrator(self) -> sqlx::migrate::Migrator {
         match self {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
@@ -97,6 +107,15 @@ impl SqlStore {
         let pool = options.connect(&url).await.map_err(|e| anyhow::anyhow!("store.url: cannot connect: {e}"))?;
         dialect.migrator().run(&pool).await.map_err(|e| anyhow::anyhow!("store: migrations failed: {e}"))?;
         Ok(SqlStore { pool, dialect, calls: Default::default() })
+    }
+
+    /// A Postgres store that connects on first use and runs no migrations: for tests of what
+    /// callers do while the database cannot be reached.
+    #[cfg(test)]
+    pub(crate) fn lazy_postgres(url: &str) -> SqlStore {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).connect_lazy(url).expect("a URL");
+        SqlStore { pool, dialect: Dialect::Postgres, calls: Default::default() }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -931,6 +950,60 @@ impl Store for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    fn shared_by_replicas(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
+    async fn take_rate_slot(&self, name: &str, client: &str, interval: Duration, burst: u32) -> Result<RateSlot> {
+        self.count("take_rate_slot");
+        let interval = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX).max(1);
+        let burst = i64::from(burst.max(1));
+        // GCRA: a request at `now` moves the bucket's theoretical arrival time to
+        // max(tat, now) + interval, and is allowed while that stays within burst * interval
+        // of now. The upsert is the serialisation point: a concurrent taker of the same bucket
+        // waits for the row lock and then sees the updated `tat`, so two replicas cannot both
+        // take the last slot. The time is the database's, read once (`c.now`, reused through
+        // `excluded.checked_at`): replicas' clocks may disagree, and a fast one would otherwise
+        // see every bucket as refilled. A refusal leaves `tat` as it was (a refused request
+        // costs nothing) and says so in `granted`, since RETURNING shows only the new row.
+        // `WHERE TRUE` lets SQLite parse an upsert on INSERT ... SELECT.
+        let base = "CASE WHEN rate_buckets.tat > excluded.checked_at THEN rate_buckets.tat \
+                    ELSE excluded.checked_at END";
+        let fits = format!("{base} + $3 - excluded.checked_at <= $3 * $4");
+        let sql = format!(
+            "INSERT INTO rate_buckets (name, client, tat, checked_at, granted) \
+             SELECT $1, $2, c.now + $3, c.now, TRUE FROM (SELECT {} AS now) c WHERE TRUE \
+             ON CONFLICT (name, client) DO UPDATE SET \
+               tat = CASE WHEN {fits} THEN {base} + $3 ELSE rate_buckets.tat END, \
+               granted = ({fits}), \
+               checked_at = excluded.checked_at \
+             RETURNING tat, checked_at, granted",
+            self.dialect.now_micros_sql()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .bind(client)
+            .bind(interval)
+            .bind(burst)
+            .fetch_one(&self.pool)
+            .await?;
+        if flag(&row, "granted")? {
+            return Ok(RateSlot::Taken);
+        }
+        let tat: i64 = row.try_get("tat")?;
+        let now: i64 = row.try_get("checked_at")?;
+        // The next request fits once max(tat, now) + interval - now <= burst * interval.
+        let wait = (tat - now - (burst - 1) * interval).max(1);
+        Ok(RateSlot::Refused { retry_after: Duration::from_micros(wait as u64) })
+    }
+
+    async fn prune_rate_buckets(&self, name: &str) -> Result<u64> {
+        self.count("prune_rate_buckets");
+        let sql = format!("DELETE FROM rate_buckets WHERE name = $1 AND tat < {}", self.dialect.now_micros_sql());
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     fn query_counts(&self) -> Vec<(&'static str, u64)> {
