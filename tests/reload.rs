@@ -273,3 +273,78 @@ async fn sigterm_turns_readiness_off_then_serves_for_the_delay_then_exits() {
     assert!(status.success(), "{status}\n{logs}");
     assert!(logs.contains("/readyz answers 503"), "{logs}");
 }
+
+/// A renewed certificate (cert-manager rewriting the Secret's files) is served to new
+/// connections without a restart: the certificate files' directory is watched too.
+#[tokio::test]
+async fn a_renewed_server_certificate_is_served_without_a_restart() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let (cert, key) = (tls.join("tls.crt"), tls.join("tls.key"));
+    let (cert_a, key_a) = self_signed_cert();
+    write(&cert, &cert_a);
+    write(&key, &key_a);
+    let path = dir.path().join("gatehouse.toml");
+    let server_tls = format!("tls = {{ cert_file = \"{}\", key_file = \"{}\" }}", cert.display(), key.display());
+    write(&path, &config_text(&upstream.url(), "/public/", &server_tls));
+    let gh = spawn_gatehouse(&path, &[]).await;
+    // A new client per call: a new connection, so a new handshake.
+    let fetch = |trusted: &str| {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(trusted.as_bytes()).unwrap()])
+            .resolve("localhost", gh.addr)
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{}/public/a", gh.addr.port());
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(fetch(&cert_a).await.unwrap(), 200);
+
+    let (cert_b, key_b) = self_signed_cert();
+    write(&key, &key_b);
+    write(&cert, &cert_b);
+    let deadline = tokio::time::Instant::now() + SEEN_WITHIN;
+    while fetch(&cert_b).await.ok() != Some(200) {
+        assert!(tokio::time::Instant::now() < deadline, "the new certificate was never served:\n{}", gh.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fetch(&cert_a).await.is_err(), "the old certificate is no longer served");
+}
+
+/// `[rate_limit]` reloads like the rest; while it is unchanged, a reload keeps what the
+/// limiter has counted (a reload is no way around a login limit).
+#[tokio::test]
+async fn login_limits_follow_a_reload_and_keep_their_counts_while_unchanged() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Sqlite.fresh().await;
+    let path = store.dir.path().join("gatehouse.toml");
+    let text = |per_minute: u32, open: &str| {
+        let rest = accounts_config(&upstream, &store, "").replace("path = \"/public/\"", &format!("path = \"{open}\""));
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[rate_limit]\nlogin_per_minute = {per_minute}\n{rest}")
+    };
+    write(&path, &text(3, "/public/"));
+    let mut gh = spawn_gatehouse(&path, &[]).await;
+    let login_url = gh.url("/auth/login");
+    let login = || {
+        let url = login_url.clone();
+        async move {
+            let body = serde_json::json!({"email": "nobody@example.com", "password": "not the password"});
+            client().post(url).json(&body).send().await.unwrap().status().as_u16()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login().await, 401);
+    }
+    assert_eq!(login().await, 429);
+
+    write(&path, &text(3, "/open/"));
+    until_status(&gh, "/open/a", 200).await;
+    assert_eq!(login().await, 429, "the count survived the reload");
+
+    write(&path, &text(50, "/open/"));
+    gh.wait_for_count("config reloaded", 2).await;
+    assert_eq!(login().await, 401, "the new limit applies");
+}
