@@ -45,7 +45,7 @@ mod tests {
     fn config(extra: &str) -> Config {
         let text = format!(
             "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[server]\nlisten = \"127.0.0.1:8080\"\n{extra}\n\
-             [[routes]]\npath = \"/**\"\nauth = \"public\"\n"
+             [[routes]]\npath = \"/\"\nauth = \"public\"\n"
         );
         Config::from_toml(&text, std::iter::empty()).expect("valid config")
     }
@@ -65,7 +65,7 @@ mod tests {
         }
         let moved = Config::from_toml(
             "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[server]\nlisten = \"127.0.0.1:8081\"\n\
-             [[routes]]\npath = \"/**\"\nauth = \"public\"\n[log]\nlevel = \"debug\"\n",
+             [[routes]]\npath = \"/\"\nauth = \"public\"\n[log]\nlevel = \"debug\"\n",
             std::iter::empty(),
         )
         .expect("valid config");
