@@ -23,7 +23,7 @@ impl App {
         let config = Arc::new(config);
         let auth = Arc::new(Auth::build(&config).await?);
         let auth_api = AuthApi::build(&config, &auth).await?;
-        let upstream = Upstream::new(&config.upstream);
+        let upstream = Upstream::new(&config.upstream)?;
         Ok(Arc::new(App { config, auth, upstream, metrics: Metrics::new(), auth_api }))
     }
 }

@@ -1,11 +1,13 @@
 //! Configuration: the TOML file plus `GATEHOUSE_*` overrides, validated once at load into
 //! typed values; every problem is reported at once with its key path.
 //! Parts: `raw` (the file as written), `env` (the overlay), `validate` (raw -> `types`, filling in
-//! `defaults`), `duration` (the `30s` syntax).
+//! `defaults`), `duration` (the `30s` syntax), `pem` (certificate and key files, read at load
+//! and again by what is built from them).
 
 mod defaults;
 mod duration;
 mod env;
+pub mod pem;
 mod raw;
 mod types;
 mod validate;
