@@ -449,14 +449,33 @@ fn plain_upstream() -> gatehouse::config::UpstreamConfig {
     gatehouse::Config::from_toml(&config_text("http://127.0.0.1:1", ""), Vec::new()).unwrap().upstream
 }
 
-/// Log lines written while the test runs (the runtime is single-threaded, so every task of
-/// Gatehouse logs on this thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    static LOGS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl std::io::Write for Logs {
+/// Log lines of this thread. One subscriber for the whole binary, writing per thread: a
+/// scoped one (`set_default`) races other tests for the callsites' cached interest. Each
+/// test's runtime is single-threaded, so every task of its Gatehouse logs on its thread.
+#[derive(Clone, Copy)]
+struct ThreadLogs;
+
+impl ThreadLogs {
+    fn install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let subscriber = tracing_subscriber::fmt().with_writer(ThreadLogs).with_ansi(false).finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+        });
+    }
+
+    fn text() -> String {
+        LOGS.with(|l| String::from_utf8_lossy(&l.borrow()).into_owned())
+    }
+}
+
+impl std::io::Write for ThreadLogs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        LOGS.with(|l| l.borrow_mut().extend_from_slice(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -464,18 +483,16 @@ impl std::io::Write for Logs {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadLogs {
+    type Writer = ThreadLogs;
+    fn make_writer(&'a self) -> ThreadLogs {
+        ThreadLogs
     }
 }
 
 #[tokio::test]
 async fn handshake_failures_are_logged_with_their_reason_and_no_secrets() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    ThreadLogs::install();
     let dir = tempfile::tempdir().unwrap();
     let (ca, client_ca, other_ca) = (Ca::new("Server CA"), Ca::new("Client CA"), Ca::new("Other CA"));
     let (cert, key) = other_ca.client("intruder");
@@ -490,11 +507,13 @@ async fn handshake_failures_are_logged_with_their_reason_and_no_secrets() {
         gatehouse(&url, &tls_table(&[("ca_file", &ca_file), ("cert_file", &cert_file), ("key_file", &key_file)])).await;
     assert_eq!(get(&refused, "/", None).await.0, 502);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = ThreadLogs::text();
     let failures: Vec<&str> = text.lines().filter(|l| l.contains("TLS with the upstream failed")).collect();
     assert!(failures.iter().all(|l| l.contains("WARN")), "{text}");
     assert!(failures.iter().any(|l| l.contains("UnknownIssuer")), "the server's certificate: {text}");
-    assert!(failures.iter().any(|l| l.contains("alert")), "the upstream refusing the client's: {text}");
+    // The refused client certificate is not asserted on: under TLS 1.3 the client's handshake
+    // is over before the upstream checks it, so the upstream's alert may lose the race with
+    // its closing the connection, and the request then fails as a plain closed connection.
     let key_line = key.lines().nth(1).unwrap();
     assert!(!text.contains(key_line), "no key material in the log");
 }

@@ -141,8 +141,9 @@ impl Upstream {
             Ok(Err(e)) => {
                 match tls::failure(&e) {
                     // A certificate or handshake problem is configuration to fix, not a blip.
+                    // The host alone: an authority may carry userinfo.
                     Some(tls) => {
-                        tracing::warn!(error = %tls, upstream = %self.authority, "TLS with the upstream failed")
+                        tracing::warn!(error = %tls, host = self.authority.host(), "TLS with the upstream failed")
                     }
                     None => tracing::debug!(error = %e, connect = e.is_connect(), "upstream request failed"),
                 }
