@@ -68,7 +68,7 @@ impl App {
         let tls = config.server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let auth = Arc::new(Auth::build(&config).await?);
         let auth_api = AuthApi::build(&config, &auth, None).await?;
-        let upstream = Arc::new(Upstream::new(&config.upstream));
+        let upstream = Arc::new(Upstream::new(&config.upstream)?);
         let app = App { config, auth, upstream, auth_api, tls, process: Arc::default() };
         app.start(None);
         Ok(Arc::new(app))
@@ -82,10 +82,12 @@ impl App {
         let tls = config.server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let auth = Arc::new(self.auth.next(&self.config, &config).await?);
         let auth_api = AuthApi::build(&config, &auth, self.auth_api.as_ref()).await?;
-        let upstream = if config.upstream == self.config.upstream {
+        // With TLS the certificate files are read again (renewed ones take effect); a plain
+        // upstream whose settings did not change keeps its pool of warm connections.
+        let upstream = if config.upstream == self.config.upstream && config.upstream.tls.is_none() {
             self.upstream.clone()
         } else {
-            Arc::new(Upstream::new(&config.upstream))
+            Arc::new(Upstream::new(&config.upstream)?)
         };
         let app = App { config, auth, upstream, auth_api, tls, process: self.process.clone() };
         app.start(Some(self));

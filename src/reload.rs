@@ -1,5 +1,5 @@
 //! Config reload: `SIGHUP`, or a change of the config file or of a certificate file it
-//! names, re-reads and validates the whole config and swaps a new generation in; a refused
+//! names (the listener's, the upstream's), re-reads and validates the whole config and swaps a new generation in; a refused
 //! one is logged with every problem and counted, and the running generation keeps serving.
 //!
 //! Changes are seen by watching the files' directories, not the files: Kubernetes updates a
@@ -173,9 +173,15 @@ fn rewatch(w: &mut notify::RecommendedWatcher, old: Vec<PathBuf>, new: Vec<PathB
     kept
 }
 
-/// The certificate and key files a config names, which a reload reads again.
+/// The certificate and key files a config names, which a reload reads again: the
+/// listener's, and the upstream's CA bundle and client certificate.
 fn files_of(config: &Config) -> impl Iterator<Item = &Path> {
-    config.server.tls.iter().flat_map(|t| [t.cert_file.as_path(), t.key_file.as_path()])
+    let server = config.server.tls.iter().flat_map(|t| [t.cert_file.as_path(), t.key_file.as_path()]);
+    let upstream = config.upstream.tls.iter().flat_map(|t| {
+        let client = t.client_cert.iter().flat_map(|c| [c.cert_file.as_path(), c.key_file.as_path()]);
+        t.ca_file.as_deref().into_iter().chain(client)
+    });
+    server.chain(upstream)
 }
 
 fn dir_of(path: &Path) -> Option<PathBuf> {

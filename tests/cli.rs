@@ -56,6 +56,25 @@ fn the_examples_are_closed_by_default() {
 }
 
 #[test]
+fn check_config_reads_the_upstream_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    let path = write(
+        &dir,
+        "tls.toml",
+        &format!(
+            "[upstream]\nurl = \"https://10.0.0.7:8443\"\n[upstream.tls]\nca_file = {:?}\ncert_file = \"client.pem\"\n",
+            missing.display().to_string()
+        ),
+    );
+    let out = bin().args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("  upstream.tls.ca_file: ") && err.contains(&missing.display().to_string()), "{err}");
+    assert!(err.contains("  upstream.tls.key_file: "), "cert_file without key_file:\n{err}");
+}
+
+#[test]
 fn check_config_names_every_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(

@@ -1,11 +1,13 @@
 //! Configuration: the TOML file plus `GATEHOUSE_*` overrides, validated once at load into
 //! typed values; every problem is reported at once with its key path.
 //! Parts: `raw` (the file as written), `env` (the overlay), `validate` (raw -> `types`, filling in
-//! `defaults`), `duration` (the `30s` syntax), `reload` (which keys are fixed at start).
+//! `defaults`), `duration` (the `30s` syntax), `pem` (certificate and key files, read at load
+//! and again by what is built from them), `reload` (which keys are fixed at start).
 
 mod defaults;
 mod duration;
 mod env;
+pub mod pem;
 mod raw;
 mod reload;
 mod types;
@@ -72,7 +74,7 @@ impl Config {
 
         let mut unknown = Vec::new();
         let raw: RawConfig = {
-            let mut track = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+            let mut track = |path: serde_ignored::Path<'_>| unknown.push(key_of(&path));
             let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut track);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let key = e.path().to_string();
@@ -80,6 +82,21 @@ impl Config {
             })?
         };
         validate::validate(raw, unknown).map_err(|problems| ConfigError { problems })
+    }
+}
+
+/// An ignored key written the way problems name keys (`upstream.tls.x`, `routes[0].x`):
+/// serde_ignored's own form adds a `?` segment for every optional table and none for indexes.
+fn key_of(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_of(parent)),
+        Path::Map { parent, key } => match key_of(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => key_of(parent),
     }
 }
 

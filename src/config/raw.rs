@@ -70,6 +70,16 @@ pub struct RawUpstream {
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle: Option<i64>,
     pub upgrades: Option<Vec<String>>,
+    pub tls: Option<RawUpstreamTls>,
+}
+
+/// `[upstream.tls]`: only with an https:// `upstream.url`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<String>,
+    pub server_name: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

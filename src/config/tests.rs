@@ -174,3 +174,69 @@ fn always_stripped_names_are_the_default_header_names() {
     stripped.sort();
     assert_eq!(named, stripped);
 }
+
+#[test]
+fn upstream_tls_is_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["upstream.test".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let https = |table: &str| format!("[upstream]\nurl = \"https://10.0.0.7:8443/base\"\n{table}");
+    let keys = |text: &str| -> Vec<String> { load(text).unwrap_err().problems.into_iter().map(|p| p.key).collect() };
+
+    // https:// without a table: the system roots, the URL's host.
+    let plain = load(&https("")).unwrap().upstream.tls.unwrap();
+    assert!(plain.ca_file.is_none() && plain.server_name.is_none() && plain.client_cert.is_none());
+    let full = load(&https(&format!(
+        "[upstream.tls]\nca_file = {:?}\nserver_name = \"upstream.test\"\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert_file.display().to_string(),
+        cert_file.display().to_string(),
+        key_file.display().to_string()
+    )))
+    .unwrap()
+    .upstream
+    .tls
+    .unwrap();
+    assert_eq!(full.server_name.unwrap().to_str(), "upstream.test");
+    assert_eq!(full.client_cert.unwrap().key_file, key_file);
+    assert_eq!(
+        load(&https("[upstream.tls]\nserver_name = \"[::1]\"\n")).unwrap().upstream.tls.unwrap().server_name.unwrap(),
+        rustls_pki_types::ServerName::IpAddress("::1".parse::<std::net::IpAddr>().unwrap().into())
+    );
+
+    assert_eq!(keys("[upstream]\nurl = \"http://x:1\"\n[upstream.tls]\n"), ["upstream.tls"]);
+    assert_eq!(keys("[upstream]\nurl = \"https://x:1?q=1\"\n"), ["upstream.url"]);
+    assert_eq!(
+        keys(&https(&format!("[upstream.tls]\ncert_file = {:?}\n", cert_file.display().to_string()))),
+        ["upstream.tls.key_file"]
+    );
+    assert_eq!(
+        keys(&https(&format!("[upstream.tls]\nkey_file = {:?}\n", key_file.display().to_string()))),
+        ["upstream.tls.cert_file"]
+    );
+    // Every file problem at once, each under its own key: a missing CA bundle, a key where
+    // the certificate should be, a certificate where the key should be.
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let swapped = https(&format!(
+        "[upstream.tls]\nca_file = {missing:?}\ncert_file = {:?}\nkey_file = {:?}\nserver_name = \"a b\"\n",
+        key_file.display().to_string(),
+        cert_file.display().to_string()
+    ));
+    let err = load(&swapped).unwrap_err();
+    let found: Vec<(&str, &str)> = err.problems.iter().map(|p| (p.key.as_str(), p.message.as_str())).collect();
+    assert_eq!(found.len(), 4, "{err}");
+    assert!(found[0].0 == "upstream.tls.ca_file" && found[0].1.contains(&missing), "{err}");
+    assert!(found.iter().any(|(k, m)| *k == "upstream.tls.cert_file" && m.contains("no PEM certificate")), "{err}");
+    assert!(found.iter().any(|(k, m)| *k == "upstream.tls.key_file" && m.contains("no PEM private key")), "{err}");
+    assert!(found.iter().any(|(k, _)| *k == "upstream.tls.server_name"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_named_like_other_problems() {
+    let text = "[upstream]\nurl = \"https://x:1\"\nbogus = 1\n[upstream.tls]\nca_flie = \"x\"\n\
+                [[routes]]\npath = \"/\"\nauht = \"public\"\n";
+    let mut keys: Vec<String> = load(text).unwrap_err().problems.into_iter().map(|p| p.key).collect();
+    keys.sort();
+    assert_eq!(keys, ["routes[0].auht", "upstream.bogus", "upstream.tls.ca_flie"]);
+}

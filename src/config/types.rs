@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
+use rustls_pki_types::ServerName;
 
 use super::{defaults, raw};
 use crate::routes::RouteTable;
@@ -174,6 +175,28 @@ pub struct UpstreamConfig {
     /// `Upgrade` protocols spliced through after a 101 (lowercase); any other is not offered
     /// to the upstream.
     pub upgrades: Vec<String>,
+    /// Present exactly when `url` is https:// (with every field unset when the file has no
+    /// `[upstream.tls]`).
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// TLS to an https:// upstream. The files were readable and held PEM at load; they are
+/// read again whenever the upstream client is built, so replaced files take effect then.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamTlsConfig {
+    /// The CAs trusted for the upstream's certificate; without it, the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name sent as SNI and verified in the certificate instead of the URL's host.
+    pub server_name: Option<ServerName<'static>>,
+    /// The certificate Gatehouse presents (mTLS).
+    pub client_cert: Option<ClientCertConfig>,
+}
+
+/// A client certificate chain and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCertConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]

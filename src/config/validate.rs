@@ -10,11 +10,12 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
+use rustls_pki_types::ServerName;
 
 use super::defaults::*;
 use super::raw::{self, RawConfig};
 use super::types::*;
-use super::{Problem, duration, trim_secret};
+use super::{Problem, duration, pem, trim_secret};
 use crate::routes::{Access, EscapedSlashes, HostPattern, MethodMismatch, RouteTable, RoutingPolicy, RuleSpec};
 
 /// Checks `raw`, after reporting each key serde ignored as unknown. Any problem at all
@@ -461,18 +462,29 @@ impl Validator {
             return None;
         };
         let url = match raw.url.parse::<Uri>() {
-            Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() && u.query().is_none() => Some(u),
-            Ok(u) if u.scheme_str() == Some("https") => {
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.authority().is_some()
+                    && u.query().is_none() =>
+            {
+                Some(u)
+            }
+            _ => {
                 self.problem(
                     "upstream.url",
-                    "https upstreams are not supported yet; use http:// (the sidecar case is localhost)",
+                    format!("`{}` is not an http:// or https:// URL without a query", raw.url),
                 );
                 None
             }
-            _ => {
-                self.problem("upstream.url", format!("`{}` is not an http:// URL without a query", raw.url));
+        };
+        let https = url.as_ref().is_some_and(|u| u.scheme_str() == Some("https"));
+        let tls = match (&raw.tls, https) {
+            (tls, true) => Some(self.upstream_tls(tls.as_ref())),
+            (Some(_), false) if url.is_some() => {
+                self.problem("upstream.tls", "is only for an https:// upstream.url");
                 None
             }
+            _ => None,
         };
         Some(UpstreamConfig {
             url: url?,
@@ -482,7 +494,60 @@ impl Validator {
             pool_max_idle: self.positive("upstream.pool_max_idle", raw.pool_max_idle, POOL_MAX_IDLE, MAX_POOL_MAX_IDLE)
                 as usize,
             upgrades: self.upgrades(raw.upgrades.as_deref()),
+            tls,
         })
+    }
+
+    /// `[upstream.tls]`, its files read now so a missing or empty one fails the load.
+    fn upstream_tls(&mut self, raw: Option<&raw::RawUpstreamTls>) -> UpstreamTlsConfig {
+        let Some(raw) = raw else {
+            return UpstreamTlsConfig::default();
+        };
+        let ca_file = raw.ca_file.as_deref().map(PathBuf::from);
+        if let Some(path) = &ca_file
+            && let Err(e) = pem::certificates(path)
+        {
+            self.problem("upstream.tls.ca_file", e);
+        }
+        let server_name = raw.server_name.as_deref().and_then(|name| {
+            // An IPv6 address may be written as in a URL.
+            let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+            match ServerName::try_from(bare.to_string()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.problem("upstream.tls.server_name", format!("`{name}` is not a DNS name or IP address"));
+                    None
+                }
+            }
+        });
+        let client_cert = match (&raw.cert_file, &raw.key_file) {
+            (Some(cert), Some(key)) => {
+                let cert = ClientCertConfig { cert_file: PathBuf::from(cert), key_file: PathBuf::from(key) };
+                if let Err(e) = pem::certificates(&cert.cert_file) {
+                    self.problem("upstream.tls.cert_file", e);
+                }
+                if let Err(e) = pem::private_key(&cert.key_file) {
+                    self.problem("upstream.tls.key_file", e);
+                }
+                Some(cert)
+            }
+            (Some(_), None) => {
+                self.problem(
+                    "upstream.tls.key_file",
+                    "is required with upstream.tls.cert_file (the client certificate's key)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    "upstream.tls.cert_file",
+                    "is required with upstream.tls.key_file (the client certificate)",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        UpstreamTlsConfig { ca_file, server_name, client_cert }
     }
 
     fn upgrades(&mut self, raw: Option<&[String]>) -> Vec<String> {

@@ -1,15 +1,20 @@
 //! Stage 6, forward: send the request to the upstream over pooled keep-alive connections,
 //! hop-by-hop headers removed, `X-Forwarded-*` set, bodies streamed both ways, and
-//! `Upgrade` (WebSocket) connections spliced once both sides agree.
+//! `Upgrade` (WebSocket) connections spliced once both sides agree. An https:// upstream
+//! gets its TLS from `tls`; http:// goes straight over TCP as before.
+
+mod tls;
 
 use std::net::IpAddr;
 
+use anyhow::{Context, anyhow};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::Body;
@@ -37,7 +42,7 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The protected app: a pooled client and where to send requests.
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Pool,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     /// A path prefix from the upstream URL (`http://app:3000/base`), without a trailing `/`.
@@ -45,26 +50,53 @@ pub struct Upstream {
     response_timeout: std::time::Duration,
 }
 
+/// One client type per scheme, so http:// connections carry no TLS wrapper at all.
+enum Pool {
+    Plain(Client<HttpConnector, Incoming>),
+    Tls(Client<HttpsConnector<HttpConnector>, Incoming>),
+}
+
+impl Pool {
+    fn request(&self, req: Request<Incoming>) -> ResponseFuture {
+        match self {
+            Pool::Plain(c) => c.request(req),
+            Pool::Tls(c) => c.request(req),
+        }
+    }
+}
+
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Self {
+    /// Builds the client for `config`, reading any `[upstream.tls]` files now: calling it
+    /// again (on reload) picks up replaced certificates. Errors name the key and the file.
+    pub fn new(config: &UpstreamConfig) -> anyhow::Result<Self> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             // Without a timer the idle timeout is never enforced (hyper-util #186).
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .build(connector);
+            .pool_max_idle_per_host(config.pool_max_idle);
         let parts = config.url.clone().into_parts();
-        Upstream {
+        let scheme = parts.scheme.context("upstream.url: no scheme")?;
+        let client = match (scheme.as_str(), &config.tls) {
+            ("http", None) => Pool::Plain(builder.build(connector)),
+            ("https", tls) => {
+                let tls = tls.clone().unwrap_or_default();
+                Pool::Tls(builder.build(tls::connector(connector, &tls)?))
+            }
+            ("http", Some(_)) => return Err(anyhow!("upstream.tls: is only for an https:// upstream.url")),
+            (other, _) => return Err(anyhow!("upstream.url: `{other}` is not http or https")),
+        };
+        Ok(Upstream {
             client,
-            scheme: parts.scheme.expect("validated: upstream URL has a scheme"),
-            authority: parts.authority.expect("validated: upstream URL has an authority"),
+            scheme,
+            authority: parts.authority.context("upstream.url: no host")?,
             base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
             response_timeout: config.response_timeout,
-        }
+        })
     }
 
     /// Sends `req`, already sanitised and with its identity headers settled, to the upstream
@@ -107,7 +139,14 @@ impl Upstream {
         let mut resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, connect = e.is_connect(), "upstream request failed");
+                match tls::failure(&e) {
+                    // A certificate or handshake problem is configuration to fix, not a blip.
+                    // The host alone: an authority may carry userinfo.
+                    Some(tls) => {
+                        tracing::warn!(error = %tls, host = self.authority.host(), "TLS with the upstream failed")
+                    }
+                    None => tracing::debug!(error = %e, connect = e.is_connect(), "upstream request failed"),
+                }
                 return Err(UpstreamError::Unavailable);
             }
             Ok(Ok(resp)) => resp,
