@@ -74,15 +74,19 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     install_crypto_provider();
+    // Bound before anything starts, so a taken port fails the start with nothing to stop.
+    let metrics = match config.server.metrics_listen {
+        Some(addr) => {
+            Some(TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("server.metrics_listen {addr}: {e}"))?)
+        }
+        None => None,
+    };
     let first = app::App::build(config).await?;
     let process = first.process.clone();
-    let metrics_listen = first.config.server.metrics_listen;
     tracing::info!(listen = %listener.local_addr()?, upstream = %first.config.upstream.url, tls = first.tls.is_some(), "gatehouse is serving");
     let live = Arc::new(app::Live::new(first));
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(addr) = metrics_listen {
-        let metrics =
-            TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("server.metrics_listen {addr}: {e}"))?;
+    if let Some(metrics) = metrics {
         tracing::info!(listen = %metrics.local_addr()?, "metrics are served on their own listener");
         let stopped = async {
             let _ = metrics_stopped.await;

@@ -348,3 +348,97 @@ async fn login_limits_follow_a_reload_and_keep_their_counts_while_unchanged() {
     gh.wait_for_count("config reloaded", 2).await;
     assert_eq!(login().await, 401, "the new limit applies");
 }
+
+/// A proxy no longer trusted after a reload is not believed on a connection it kept alive:
+/// trust is decided per request, from the generation serving it.
+#[tokio::test]
+async fn a_proxy_untrusted_by_a_reload_is_not_believed_on_its_kept_alive_connection() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    let text = |trusted: &str| config_text(&upstream.url(), "/", &format!("trusted_proxies = [{trusted}]"));
+    write(&path, &text("\"127.0.0.1/32\""));
+    let mut gh = spawn_gatehouse(&path, &[]).await;
+    let kept = client();
+    let who = gh.url("/who");
+    let real_ip = |c: &reqwest::Client| {
+        let (c, url) = (c.clone(), who.clone());
+        async move {
+            let r = c.get(url).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+            seen(&r.json().await.unwrap(), "x-real-ip")
+        }
+    };
+    assert_eq!(real_ip(&kept).await, vec!["203.0.113.9"], "a trusted proxy's X-Forwarded-For is believed");
+    write(&path, &text(""));
+    gh.wait_for_text("config reloaded").await;
+    assert_eq!(real_ip(&kept).await, vec!["127.0.0.1"], "the kept-alive connection is no longer trusted");
+}
+
+/// A cached API key's principal carries the identity headers rendered under `[headers]`: a
+/// reload that renames one must not keep injecting the old name.
+#[tokio::test]
+async fn renamed_identity_headers_apply_to_cached_api_keys() {
+    let upstream = Upstream::start().await;
+    let store = Backend::Sqlite.fresh().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    let text = |user_header: &str| {
+        let rest = accounts_config(&upstream, &store, "registration = true")
+            .replace("[headers]\n", &format!("[headers]\nuser_id = \"{user_header}\"\n"));
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[rate_limit]\nlogin_per_minute = 100\n{rest}")
+    };
+    write(&path, &text("X-Auth-User-Id"));
+    let mut gh = spawn_gatehouse(&path, &[]).await;
+    let c = client();
+    let body = serde_json::json!({"email": "kim@example.com", "password": PW});
+    let r = c.post(gh.url("/auth/register")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r: serde_json::Value = c.post(gh.url("/auth/login")).json(&body).send().await.unwrap().json().await.unwrap();
+    let access = r["access_token"].as_str().unwrap().to_string();
+    let r = c.post(gh.url("/auth/api-keys")).bearer_auth(&access).json(&serde_json::json!({"name": "ci"})).send().await;
+    let key = r.unwrap().json::<serde_json::Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let private = gh.url("/private");
+    let echo = |c: &reqwest::Client| {
+        let (c, url, key) = (c.clone(), private.clone(), key.clone());
+        async move {
+            let r = c.get(url).header("x-api-key", key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let before = echo(&c).await;
+    let user = seen(&before, "x-auth-user-id");
+    assert_eq!(user.len(), 1, "{before}");
+
+    write(&path, &text("X-Who"));
+    gh.wait_for_text("config reloaded").await;
+    let after = echo(&c).await;
+    assert_eq!(seen(&after, "x-who"), user, "the new header name carries the user: {after}");
+    assert!(seen(&after, "x-auth-user-id").is_empty(), "the old name is not injected any more: {after}");
+}
+
+/// Files written beside the config (a SQLite database, a mail outbox) are not config
+/// changes: they reload nothing and do not hold a SIGHUP back.
+#[tokio::test]
+async fn writes_to_other_files_beside_the_config_reload_nothing() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    write(&path, &config_text(&upstream.url(), "/public/", ""));
+    let mut gh = spawn_gatehouse(&path, &[]).await;
+    let busy = dir.path().join("gatehouse.db");
+    let writer = tokio::spawn(async move {
+        for i in 0..100 {
+            std::fs::write(&busy, format!("write {i}")).unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&gh, "HUP");
+    gh.wait_for_text("config reloaded").await;
+    writer.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = metrics(&gh).await;
+    assert_eq!(sample(&m, RELOADED), 1.0, "only the SIGHUP reloaded");
+    assert_eq!(sample(&m, REFUSED), 0.0);
+}

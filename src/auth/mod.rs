@@ -71,7 +71,11 @@ impl Auth {
         let issued = match (&self.issued, &new.tokens) {
             (None, None) => None,
             (Some(was), Some(tokens)) => {
-                let same_keys = old.api_keys == new.api_keys && old.headers.claims.len() == new.headers.claims.len();
+                // Cached principals hold their identity headers rendered under `[headers]`, and
+                // were admitted under the verified-email rule: a change to either starts afresh.
+                let same_keys = old.api_keys == new.api_keys
+                    && old.headers == new.headers
+                    && old.accounts.require_verified_email == new.accounts.require_verified_email;
                 let keys = if same_keys {
                     was.keys.clone()
                 } else {
@@ -171,13 +175,14 @@ impl Auth {
             .map(|i| tokio::spawn(KeySet::maintain(Arc::downgrade(&i.keys))))
             .collect();
         if let Some(issued) = &self.issued {
+            // Client-credential tokens may outlive user access tokens: a subject-wide cut-off
+            // must be kept as long as the longer of the two. Raised on every reload, never lowered.
+            let longest = issued.tokens.access_ttl.max(config.clients.token_ttl);
+            self.revocations.keep_for(longest.as_secs() as i64 + config.jwt.leeway.as_secs() as i64);
+            issued.own.cover(issued.tokens.access_ttl, config.jwt.leeway);
             if previous.is_none() {
-                // Client-credential tokens may outlive user access tokens: a subject-wide
-                // cut-off must be kept as long as the longer of the two.
-                let longest = issued.tokens.access_ttl.max(config.clients.token_ttl);
-                let max_life = longest.as_secs() as i64 + config.jwt.leeway.as_secs() as i64;
                 let every = std::time::Duration::from_millis(500);
-                tasks.push(tokio::spawn(self.revocations.clone().follow(issued.store.clone(), every, max_life)));
+                tasks.push(tokio::spawn(self.revocations.clone().follow(issued.store.clone(), every)));
                 tasks.push(tokio::spawn(issued.own.clone().follow(issued.own_set.clone())));
             }
             if previous.and_then(Auth::api_keys).is_none_or(|k| !Arc::ptr_eq(k, &issued.keys)) {

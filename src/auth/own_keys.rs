@@ -4,6 +4,7 @@
 //! the old key keeps verifying (and stays in the JWKS) until its last token has expired.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -31,8 +32,9 @@ pub struct OwnKeys {
     ring: ArcSwap<KeyRing>,
     store: Option<Arc<dyn Store>>,
     tokens: TokensConfig,
-    /// Retired keys verify this long after retirement (access TTL plus leeway).
-    grace: i64,
+    /// Retired keys verify this long after retirement (access TTL plus leeway); only ever
+    /// raised, so a reload that lengthens the TTL keeps old keys for the tokens they signed.
+    grace: AtomicI64,
 }
 
 impl OwnKeys {
@@ -49,7 +51,12 @@ impl OwnKeys {
             }
         };
         let store = if tokens.key_file.is_some() { None } else { store };
-        Ok(OwnKeys { ring: ArcSwap::from_pointee(ring), store, tokens: tokens.clone(), grace })
+        Ok(OwnKeys { ring: ArcSwap::from_pointee(ring), store, tokens: tokens.clone(), grace: AtomicI64::new(grace) })
+    }
+
+    /// Keeps retired keys for tokens living `access_ttl + leeway` (never shortens it).
+    pub fn cover(&self, access_ttl: Duration, leeway: Duration) {
+        self.grace.fetch_max((access_ttl + leeway).as_secs() as i64, Ordering::Relaxed);
     }
 
     pub fn ring(&self) -> Arc<KeyRing> {
@@ -61,7 +68,7 @@ impl OwnKeys {
         let Some(store) = self.store.clone() else { return };
         loop {
             tokio::time::sleep(self.tokens.key_reload).await;
-            match ring_from_store(store.as_ref(), &self.tokens, self.grace).await {
+            match ring_from_store(store.as_ref(), &self.tokens, self.grace.load(Ordering::Relaxed)).await {
                 Ok(ring) => {
                     let old = self.ring.load();
                     let kids = |r: &KeyRing| r.verifying.iter().map(|k| k.kid.clone()).collect::<Vec<_>>();

@@ -2,6 +2,7 @@
 //! with the store, so a logout on one replica is refused by all of them within a second.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,11 +28,20 @@ pub struct Revocations {
     /// Only Gatehouse's own sessions and users can be revoked by session or user.
     own_issuer: Option<String>,
     sets: RwLock<Sets>,
+    /// Seconds a token may live (leeway included): how long a subject-wide cut-off is kept.
+    /// Only ever raised, so a reload that lengthens token lifetimes never drops a cut-off
+    /// while a token it covers still verifies.
+    max_token_life: AtomicI64,
 }
 
 impl Revocations {
     pub fn new(own_issuer: Option<String>) -> Self {
-        Revocations { own_issuer, sets: RwLock::new(Sets::default()) }
+        Revocations { own_issuer, sets: RwLock::new(Sets::default()), max_token_life: AtomicI64::new(0) }
+    }
+
+    /// Keeps cut-offs for tokens living up to `secs` (never shortens what is kept).
+    pub fn keep_for(&self, secs: i64) {
+        self.max_token_life.fetch_max(secs, Ordering::Relaxed);
     }
 
     pub fn apply(&self, r: Revocation) {
@@ -86,7 +96,7 @@ impl Revocations {
     }
 
     /// Loads the live revocations, then follows the store's revocation events.
-    pub async fn follow(self: Arc<Self>, store: Arc<dyn Store>, every: Duration, max_token_life: i64) {
+    pub async fn follow(self: Arc<Self>, store: Arc<dyn Store>, every: Duration) {
         let mut cursor = 0;
         let mut ticks: u32 = 0;
         loop {
@@ -102,7 +112,7 @@ impl Revocations {
             }
             ticks = ticks.wrapping_add(1);
             if ticks.is_multiple_of(120) {
-                self.prune(now, max_token_life);
+                self.prune(now, self.max_token_life.load(Ordering::Relaxed));
             }
             tokio::time::sleep(every).await;
         }

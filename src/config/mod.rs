@@ -59,9 +59,13 @@ impl ConfigError {
 impl Config {
     /// Reads `path`, applies the process's `GATEHOUSE_*` variables and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::one(path.display().to_string(), format!("cannot read: {e}")))?;
-        Self::from_toml(&text, std::env::vars())
+        Self::from_toml(&Self::read(path)?, std::env::vars())
+    }
+
+    /// The config file's text, for [`Config::from_toml`] (a reload digests what it parses).
+    pub fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(path.display().to_string(), format!("cannot read: {e}")))
     }
 
     /// Parses TOML text with the given environment overlay (tests pass their own map).

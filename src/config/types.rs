@@ -309,7 +309,7 @@ impl ClaimPaths {
 }
 
 /// Names of the injected identity headers. `None` disables one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HeadersConfig {
     pub user_id: Option<HeaderName>,
     pub email: Option<HeaderName>,

@@ -73,7 +73,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, role: Role, shutdown:
             Role::Main => app.tls.clone(),
             Role::Metrics => None,
         };
-        let peer = Peer { addr, tls: tls.is_some(), trusted: server.is_trusted_proxy(addr.ip()) };
+        let peer = Peer { addr, tls: tls.is_some(), trusted: false };
         let timeouts = Timeouts::of(server);
         drop(app);
         let live = live.clone();
@@ -169,6 +169,9 @@ async fn connection<I>(
                 req.extensions_mut().insert(slot.clone());
             }
             let app = live.current();
+            // Per request, not per connection: a reload that stops trusting a proxy must not
+            // leave its kept-alive connections believed.
+            let peer = Peer { trusted: app.config.server.is_trusted_proxy(peer.addr.ip()), ..peer };
             async move {
                 let resp = match role {
                     Role::Main => proxy::handle(app, peer, req).await?,
