@@ -136,6 +136,9 @@ impl Metrics {
 
     /// Renders the text exposition format, refreshing the key-set gauges first.
     pub fn render(&self, auth: &crate::auth::Auth) -> String {
+        // Issuers a reload removed must not linger as series.
+        self.jwks_fetches.clear();
+        self.jwks_ready.clear();
         for issuer in auth.jwt.issuers() {
             let labels = IssuerLabels { issuer: issuer.name.clone() };
             self.jwks_fetches.get_or_create(&labels).set(issuer.keys.fetches.load(Ordering::Relaxed) as i64);

@@ -29,6 +29,9 @@ pub struct Auth {
     pub revocations: Arc<Revocations>,
     /// What Gatehouse issues itself; present exactly when `[tokens]` is configured.
     pub issued: Option<Issued>,
+    /// `jwt.ca_file` as read: remote key sets fetch through a client trusting it, so a
+    /// reload that changes its content builds them anew.
+    ca_bundle: Option<Vec<u8>>,
 }
 
 /// Gatehouse as an issuer: its token settings, the store, its own signing keys (and the key
@@ -60,7 +63,8 @@ impl Auth {
                 Some(Issued { tokens: tokens.clone(), store, own, own_set, keys })
             }
         };
-        Self::assemble(config, revocations, issued, |_| None)
+        let ca_bundle = read_ca_bundle(config)?;
+        Self::assemble(config, revocations, issued, ca_bundle, |_| None)
     }
 
     /// The verifiers for `new`, a reload of `old` that [`crate::config::fixed_changes`]
@@ -94,11 +98,13 @@ impl Auth {
             }
             _ => anyhow::bail!("tokens: the auth API cannot be turned on or off without a restart"),
         };
+        let ca_bundle = read_ca_bundle(new)?;
+        let same_ca = ca_bundle == self.ca_bundle;
         let reuse = |cfg: &IssuerConfig| {
             let found_alike =
                 |o: &&IssuerConfig| o.issuer == cfg.issuer && o.source == cfg.source && o.algorithms == cfg.algorithms;
             let secret = matches!(cfg.source, KeySourceConfig::Secret(_));
-            if old.jwt != new.jwt || secret || !old.issuers.iter().any(|o| found_alike(&o)) {
+            if old.jwt != new.jwt || !same_ca || secret || !old.issuers.iter().any(|o| found_alike(&o)) {
                 return None;
             }
             let own = self.issued.as_ref().map(|i| &i.own_set);
@@ -108,21 +114,21 @@ impl Auth {
                 .find(|i| i.name == cfg.issuer && own.is_none_or(|o| !Arc::ptr_eq(o, &i.keys)))
                 .map(|i| i.keys.clone())
         };
-        Self::assemble(new, self.revocations.clone(), issued, reuse)
+        Self::assemble(new, self.revocations.clone(), issued, ca_bundle, reuse)
     }
 
     fn assemble(
         config: &Config,
         revocations: Arc<Revocations>,
         issued: Option<Issued>,
+        ca_bundle: Option<Vec<u8>>,
         reuse: impl Fn(&IssuerConfig) -> Option<Arc<KeySet>>,
     ) -> anyhow::Result<Self> {
         let mut client = reqwest::Client::builder()
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .redirect(jwks::redirect_policy());
-        if let Some(path) = &config.jwt.ca_file {
-            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("jwt.ca_file {}: {e}", path.display()))?;
-            client = client.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem)?);
+        if let Some(pem) = &ca_bundle {
+            client = client.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
         }
         let client = client.build()?;
         let mut issuers = Vec::new();
@@ -158,7 +164,7 @@ impl Auth {
                 keys,
             });
         }
-        Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), revocations, issued })
+        Ok(Auth { jwt: JwtVerifier::new(config, issuers, revocations.clone()), revocations, issued, ca_bundle })
     }
 
     /// Starts the tasks that keep key sets fresh, record key use and follow revocations and
@@ -202,4 +208,10 @@ impl Auth {
     pub fn is_ready(&self) -> bool {
         self.jwt.issuers().iter().all(|i| i.keys.is_ready())
     }
+}
+
+fn read_ca_bundle(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(path) = &config.jwt.ca_file else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("jwt.ca_file {}: {e}", path.display()))?;
+    Ok(Some(pem))
 }
