@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::AuthApi;
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -22,6 +22,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub auth: Arc<Auth>,
     pub upstream: Arc<Upstream>,
+    /// A digest of the upstream's certificate files as `upstream` was built from them.
+    upstream_files: Vec<u8>,
     /// The auth API, its state and its router: present exactly when Gatehouse issues tokens.
     pub auth_api: Option<AuthApi>,
     /// The main listener's TLS, from this generation's certificate files.
@@ -69,7 +71,8 @@ impl App {
         let auth = Arc::new(Auth::build(&config).await?);
         let auth_api = AuthApi::build(&config, &auth, None).await?;
         let upstream = Arc::new(Upstream::new(&config.upstream)?);
-        let app = App { config, auth, upstream, auth_api, tls, process: Arc::default() };
+        let upstream_files = upstream_files(&config.upstream);
+        let app = App { config, auth, upstream, upstream_files, auth_api, tls, process: Arc::default() };
         app.start(None);
         Ok(Arc::new(app))
     }
@@ -82,14 +85,15 @@ impl App {
         let tls = config.server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let auth = Arc::new(self.auth.next(&self.config, &config).await?);
         let auth_api = AuthApi::build(&config, &auth, self.auth_api.as_ref()).await?;
-        // With TLS the certificate files are read again (renewed ones take effect); a plain
-        // upstream whose settings did not change keeps its pool of warm connections.
-        let upstream = if config.upstream == self.config.upstream && config.upstream.tls.is_none() {
+        // An upstream whose settings and certificate files did not change keeps its pool of
+        // warm connections; renewed files build a new client.
+        let upstream_files = upstream_files(&config.upstream);
+        let upstream = if config.upstream == self.config.upstream && upstream_files == self.upstream_files {
             self.upstream.clone()
         } else {
             Arc::new(Upstream::new(&config.upstream)?)
         };
-        let app = App { config, auth, upstream, auth_api, tls, process: self.process.clone() };
+        let app = App { config, auth, upstream, upstream_files, auth_api, tls, process: self.process.clone() };
         app.start(Some(self));
         Ok(Arc::new(app))
     }
@@ -101,6 +105,19 @@ impl App {
         }
         self.process.adopt(tasks);
     }
+}
+
+/// A digest of the CA bundle and client certificate `[upstream.tls]` names, as they are now.
+fn upstream_files(config: &UpstreamConfig) -> Vec<u8> {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let Some(tls) = &config.tls else { return Vec::new() };
+    let client = tls.client_cert.iter().flat_map(|c| [c.cert_file.as_path(), c.key_file.as_path()]);
+    for file in tls.ca_file.as_deref().into_iter().chain(client) {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        digest.update(&(bytes.len() as u64).to_le_bytes());
+        digest.update(&bytes);
+    }
+    digest.finish().as_ref().to_vec()
 }
 
 /// The generation new requests and connections are served by.

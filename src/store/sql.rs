@@ -982,13 +982,28 @@ impl Store for SqlStore {
              RETURNING tat, checked_at, granted",
             self.dialect.now_micros_sql()
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(client)
-            .bind(interval)
-            .bind(burst)
-            .fetch_one(&self.pool)
-            .await?;
+        // Under READ COMMITTED (Postgres' default) the row lock serialises takers. A server
+        // whose default isolation is stricter makes the losers of a race fail with a
+        // serialization failure or deadlock (40001, 40P01) instead: they try again, since
+        // falling back to the local limit on them would let a racing address through.
+        let mut attempts = 0;
+        let row = loop {
+            let taken = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(name)
+                .bind(client)
+                .bind(interval)
+                .bind(burst)
+                .fetch_one(&self.pool)
+                .await;
+            match taken {
+                Err(sqlx::Error::Database(e))
+                    if attempts < 5 && matches!(e.code().as_deref(), Some("40001" | "40P01")) =>
+                {
+                    attempts += 1;
+                }
+                other => break other?,
+            }
+        };
         if flag(&row, "granted")? {
             return Ok(RateSlot::Taken);
         }
