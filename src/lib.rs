@@ -13,7 +13,8 @@
 //!   client to the app; [`body`]: the one response body type;
 //! - [`api`]: the auth API's handlers and its state; [`domain`]: accounts, clients and token
 //!   claims, shared with the CLI; [`store`]: SQLite or Postgres; [`limits`]: per-IP rate
-//!   limits; [`mail`]: SMTP or an outbox directory;
+//!   limits; [`mail`]: SMTP or an outbox directory; [`session`]: browser sessions (sign-in
+//!   redirects so far);
 //! - [`app`]: the shared state, one generation per config; [`reload`]: SIGHUP and file
 //!   changes swap in the next; [`config`]: the validated configuration;
 //!   [`error`]: errors and their HTTP mapping; [`clock`]: the one reader of time;
@@ -38,6 +39,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -291,3 +291,12 @@ pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 pub const LOG_LEVEL: &str = "info";
 /// An access line per request is what operators expect from a proxy.
 pub const LOG_ACCESS: bool = true;
+
+/// `[session]`: the cookie's name before any `__Host-` prefix.
+pub const SESSION_COOKIE_NAME: &str = "gatehouse_session";
+/// A working day and then some: people sign in about once a day (DESIGN.md).
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// An hour unused ends a session, as on a shared screen one would want.
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A session outliving a quarter is a credential nobody remembers handing out.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(90 * 86_400);

@@ -9,6 +9,7 @@ mod duration;
 mod env;
 pub mod pem;
 mod raw;
+mod redirect_host;
 mod reload;
 mod types;
 mod validate;
@@ -22,6 +23,7 @@ use std::path::Path;
 
 pub use duration::parse as parse_duration;
 use raw::RawConfig;
+pub use redirect_host::RedirectHost;
 pub use reload::fixed_changes;
 pub use types::*;
 

@@ -30,6 +30,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub accounts: RawAccounts,
     pub smtp: Option<RawSmtp>,
+    pub session: Option<RawSession>,
     #[serde(default)]
     pub api_keys: RawApiKeys,
     #[serde(default)]
@@ -41,6 +42,7 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawServer {
     pub listen: Option<String>,
+    pub public_url: Option<String>,
     pub worker_threads: Option<i64>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -246,4 +248,15 @@ pub struct RawClients {
 pub struct RawSmtp {
     pub url: Option<String>,
     pub from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSession {
+    pub cookie_name: Option<String>,
+    pub ttl: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub cookie_domain: Option<String>,
+    #[serde(default)]
+    pub allowed_redirect_hosts: Vec<String>,
+    pub redirect: Option<String>,
 }

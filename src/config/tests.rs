@@ -240,3 +240,67 @@ fn unknown_keys_are_named_like_other_problems() {
     keys.sort();
     assert_eq!(keys, ["routes[0].auht", "upstream.bogus", "upstream.tls.ca_flie"]);
 }
+
+const TOKENS: &str = "[tokens]\nissuer = \"https://app.example.com\"\n";
+
+#[test]
+fn sessions_take_their_defaults_and_the_public_url_from_the_issuer() {
+    let c = load(&format!("{MINIMAL}{TOKENS}[session]\n")).unwrap();
+    let s = c.session.expect("[session] is on");
+    assert_eq!(s.cookie_name, "gatehouse_session");
+    assert_eq!((s.ttl, s.idle_timeout), (Duration::from_secs(12 * 3600), Duration::from_secs(3600)));
+    assert_eq!((s.cookie_domain, s.redirect), (None, RedirectMode::Html));
+    assert_eq!(c.server.public_url.unwrap().as_str(), "https://app.example.com/");
+
+    let c = load(&format!(
+        "{MINIMAL}{TOKENS}[server]\npublic_url = \"https://shop.example.com/\"\n[session]\ncookie_name = \"sid\"\n\
+         ttl = \"30m\"\ncookie_domain = \".Example.com\"\nallowed_redirect_hosts = [\"*.example.com\", \"docs.example.org:8443\"]\n\
+         redirect = \"never\"\n"
+    ))
+    .unwrap();
+    let s = c.session.unwrap();
+    assert_eq!(s.idle_timeout, Duration::from_secs(1800), "the idle default is capped at the ttl");
+    assert_eq!((s.cookie_domain.as_deref(), s.redirect), (Some("example.com"), RedirectMode::Never));
+    assert_eq!(s.allowed_redirect_hosts.len(), 2);
+    assert!(load(MINIMAL).unwrap().session.is_none(), "off without the section");
+}
+
+#[test]
+fn session_problems_are_named_by_their_keys() {
+    let cases: &[(&str, &str)] = &[
+        ("[session]\n", "session"),
+        ("[server]\npublic_url = \"ftp://app.example.com\"\n", "server.public_url"),
+        ("[server]\npublic_url = \"https://app.example.com/base\"\n", "server.public_url"),
+        ("[server]\npublic_url = \"https://u:p@app.example.com\"\n", "server.public_url"),
+        ("[server]\npublic_url = \"https://app.example.com/?x=1\"\n", "server.public_url"),
+        ("[server]\npublic_url = \"app.example.com\"\n", "server.public_url"),
+        ("[session]\ncookie_name = \"a b\"\n", "session.cookie_name"),
+        ("[session]\ncookie_name = \"sid;x=1\"\n", "session.cookie_name"),
+        ("[session]\ncookie_name = \"__Host-sid\"\n", "session.cookie_name"),
+        ("[session]\ncookie_name = \"\"\n", "session.cookie_name"),
+        ("[session]\nttl = \"0s\"\n", "session.ttl"),
+        ("[session]\nttl = \"91d\"\n", "session.ttl"),
+        ("[session]\nttl = \"1h\"\nidle_timeout = \"2h\"\n", "session.idle_timeout"),
+        ("[session]\nidle_timeout = \"0s\"\n", "session.idle_timeout"),
+        ("[session]\ncookie_domain = \"evil.example\"\n", "session.cookie_domain"),
+        ("[session]\ncookie_domain = \"le.com\"\n", "session.cookie_domain"),
+        ("[session]\ncookie_domain = \"example.com:443\"\n", "session.cookie_domain"),
+        (
+            "[session]\nallowed_redirect_hosts = [\"ok.example.com\", \"https://x.example.com\"]\n",
+            "session.allowed_redirect_hosts[1]",
+        ),
+        ("[session]\nallowed_redirect_hosts = [\"*\"]\n", "session.allowed_redirect_hosts[0]"),
+        ("[session]\nredirect = \"sometimes\"\n", "session.redirect"),
+        ("[session]\ncookie_lifetime = \"1h\"\n", "session.cookie_lifetime"),
+    ];
+    for (extra, key) in cases {
+        // Every case but the first has [tokens] (the first is about its absence).
+        let text = if *key == "session" { format!("{MINIMAL}{extra}") } else { format!("{MINIMAL}{TOKENS}{extra}") };
+        let text = if text.contains("[session]") { text } else { format!("{text}[session]\n") };
+        let err = load(&text).expect_err(extra);
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(key), "{extra:?}: {key} missing from {keys:?}");
+    }
+    let err = load(&format!("{MINIMAL}[tokens]\nissuer = \"gatehouse\"\n[session]\n")).unwrap_err();
+    assert_eq!(err.problems[0].key, "server.public_url", "an issuer that is no URL cannot stand in for it");
+}

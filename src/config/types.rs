@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use rustls_pki_types::ServerName;
 
-use super::{defaults, raw};
+use super::{RedirectHost, defaults, raw};
 use crate::routes::RouteTable;
 
 /// The validated configuration. Built only by [`Config::load`] or [`Config::from_toml`].
@@ -29,6 +29,8 @@ pub struct Config {
     pub forward_auth: ForwardAuthConfig,
     pub accounts: AccountsConfig,
     pub smtp: Option<SmtpConfig>,
+    /// Browser sessions: the sign-in page and the session cookie. Off without `[session]`.
+    pub session: Option<SessionConfig>,
     pub api_keys: ApiKeysConfig,
     pub clients: ClientsConfig,
     pub log: LogConfig,
@@ -128,6 +130,9 @@ pub struct AccountsConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// How browsers reach Gatehouse (redirects, cookies): `server.public_url`, else
+    /// `tokens.issuer` when that is an http(s) URL. Origin only: no path, query or user.
+    pub public_url: Option<url::Url>,
     /// `None` means one per core.
     pub worker_threads: Option<usize>,
     /// Peers whose `X-Forwarded-For` and `Forwarded` headers are believed.
@@ -378,4 +383,34 @@ pub struct LogConfig {
     pub level: String,
     /// One line per request at `info`.
     pub access: bool,
+}
+
+/// `[session]`: browser sign-in for apps with no login of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// As configured; `__Host-` is put in front of it over HTTPS when no domain is set.
+    pub cookie_name: String,
+    /// Absolute lifetime of a session.
+    pub ttl: Duration,
+    /// A session unused this long is over.
+    pub idle_timeout: Duration,
+    /// Lowercase, without a leading dot: the cookie is shared with its subdomains.
+    pub cookie_domain: Option<String>,
+    /// Hosts an absolute `rd` may point to, besides `server.public_url`'s own origin.
+    pub allowed_redirect_hosts: Vec<RedirectHost>,
+    pub redirect: RedirectMode,
+}
+
+/// What an unauthenticated browser gets on a `required` route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// A request whose `Accept` prefers `text/html` is sent (302) to the sign-in page.
+    Html,
+    /// Always the JSON 401, as without `[session]`.
+    Never,
+}
+
+impl RedirectMode {
+    /// Browsers ask for HTML and get the sign-in page; API clients keep their 401 JSON.
+    pub const DEFAULT: Self = RedirectMode::Html;
 }

@@ -175,6 +175,9 @@ impl Validator {
                 "needs mail delivery ([smtp] or accounts.mail_outbox): nobody could verify an address",
             );
         }
+        let public_url = self.public_url(raw.server.public_url.as_deref(), tokens.as_ref());
+        let session = raw.session.as_ref().and_then(|r| self.session(r, tokens.is_some(), public_url.as_ref()));
+        let server = server.map(|s| ServerConfig { public_url, ..s });
         let log = LogConfig {
             format: match raw.log.format.as_deref() {
                 None => LogFormat::DEFAULT,
@@ -204,10 +207,92 @@ impl Validator {
             forward_auth,
             accounts,
             smtp,
+            session,
             api_keys,
             clients,
             log,
         })
+    }
+
+    /// `server.public_url`, else `tokens.issuer` when that is an http(s) URL.
+    fn public_url(&mut self, raw: Option<&str>, tokens: Option<&TokensConfig>) -> Option<url::Url> {
+        let Some(text) = raw else {
+            return tokens.and_then(|t| origin_only(&t.issuer).ok());
+        };
+        match origin_only(text) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                self.problem("server.public_url", format!("`{text}` {why}"));
+                None
+            }
+        }
+    }
+
+    fn session(&mut self, raw: &raw::RawSession, tokens: bool, public_url: Option<&url::Url>) -> Option<SessionConfig> {
+        if !tokens {
+            self.problem(
+                "session",
+                "needs [tokens]: the people signing in are Gatehouse's own accounts, kept in its store",
+            );
+        }
+        if public_url.is_none() {
+            self.problem(
+                "server.public_url",
+                "is required with [session] (how browsers reach Gatehouse, e.g. https://app.example.com)",
+            );
+        }
+        let cookie_name = raw.cookie_name.clone().unwrap_or_else(|| SESSION_COOKIE_NAME.into());
+        // RFC 6265: a cookie name is a token. The prefixes are Gatehouse's to add.
+        let separators = "()<>@,;:\\\"/[]?={} \t";
+        if cookie_name.is_empty() || !cookie_name.chars().all(|c| c.is_ascii_graphic() && !separators.contains(c)) {
+            self.problem(
+                "session.cookie_name",
+                format!("`{cookie_name}` is not a cookie name (letters, digits, - _ .)"),
+            );
+        } else if ["__host-", "__secure-"].iter().any(|p| cookie_name.to_ascii_lowercase().starts_with(p)) {
+            self.problem(
+                "session.cookie_name",
+                "is written without a __Host- or __Secure- prefix: Gatehouse adds __Host- over HTTPS",
+            );
+        }
+        let ttl = self.duration("session.ttl", &raw.ttl, SESSION_TTL);
+        if ttl.is_zero() || ttl > MAX_SESSION_TTL {
+            const _: () = assert!(MAX_SESSION_TTL.as_secs() == 90 * 86_400, "the message below says 90d");
+            self.problem("session.ttl", "must be more than zero and at most 90d");
+        }
+        let idle_timeout = self.duration("session.idle_timeout", &raw.idle_timeout, SESSION_IDLE_TIMEOUT.min(ttl));
+        if idle_timeout.is_zero() || idle_timeout > ttl {
+            self.problem("session.idle_timeout", "must be more than zero and at most session.ttl");
+        }
+        let cookie_domain = raw.cookie_domain.as_deref().map(|d| d.trim_start_matches('.').to_ascii_lowercase());
+        if let Some(domain) = &cookie_domain {
+            let host = public_url.and_then(|u| u.domain());
+            if super::RedirectHost::parse(domain).is_err() || domain.contains(':') {
+                self.problem("session.cookie_domain", format!("`{domain}` is not a domain name"));
+            } else if host.is_none_or(|h| h != domain && !h.ends_with(&format!(".{domain}"))) {
+                self.problem(
+                    "session.cookie_domain",
+                    format!("`{domain}` must be server.public_url's host or a domain above it (browsers refuse the cookie otherwise)"),
+                );
+            }
+        }
+        let mut allowed_redirect_hosts = Vec::new();
+        for (i, text) in raw.allowed_redirect_hosts.iter().enumerate() {
+            match super::RedirectHost::parse(text) {
+                Ok(p) => allowed_redirect_hosts.push(p),
+                Err(why) => self.problem(format!("session.allowed_redirect_hosts[{i}]"), why),
+            }
+        }
+        let redirect = match raw.redirect.as_deref() {
+            None => RedirectMode::DEFAULT,
+            Some("html") => RedirectMode::Html,
+            Some("never") => RedirectMode::Never,
+            Some(other) => {
+                self.problem("session.redirect", format!("`{other}` is not one of html, never"));
+                RedirectMode::DEFAULT
+            }
+        };
+        Some(SessionConfig { cookie_name, ttl, idle_timeout, cookie_domain, allowed_redirect_hosts, redirect })
     }
 
     fn accounts(&mut self, raw: &raw::RawAccounts) -> AccountsConfig {
@@ -404,6 +489,7 @@ impl Validator {
             }
         }
         Some(ServerConfig {
+            public_url: None,
             listen: listen?,
             worker_threads,
             trusted_proxies: trusted,
@@ -947,4 +1033,19 @@ impl Validator {
             max_value_bytes: max,
         }
     }
+}
+
+/// An http(s) URL that is an origin and nothing more (a trailing `/` is fine).
+fn origin_only(text: &str) -> Result<url::Url, &'static str> {
+    let url = url::Url::parse(text).map_err(|_| "is not a URL")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL with a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err("must hold no user, query or fragment");
+    }
+    if url.path() != "/" {
+        return Err("must have no path: Gatehouse is served at the root of its origin");
+    }
+    Ok(url)
 }
