@@ -137,6 +137,30 @@ pub enum RefreshUse {
     Invalid,
 }
 
+/// A browser session as stored (see `migrations/*/0007_browser_sessions.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    /// The absolute end, unix seconds.
+    pub expires_at: i64,
+    /// When it was last seen in use, written at most every few minutes.
+    pub last_seen_at: i64,
+}
+
+/// A session to store: its cookie's digest, never the cookie.
+#[derive(Debug, Clone)]
+pub struct NewBrowserSession {
+    pub id: String,
+    pub digest: [u8; 32],
+    pub user_id: String,
+    pub now: i64,
+    pub expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 /// A revocation every replica must apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
@@ -281,6 +305,14 @@ pub trait Store: Send + Sync + 'static {
     /// (refresh families) it ended.
     async fn set_password(&self, id: &str, hash: &str, now: i64, end_sessions: Option<i64>) -> Result<Vec<String>>;
     async fn touch_login(&self, id: &str, now: i64) -> Result<()>;
+    async fn create_browser_session(&self, session: &NewBrowserSession) -> Result<()>;
+    /// The live session whose cookie has `digest`, with its user: not ended, not past its
+    /// absolute end at `now`, and begun after the user's last password change.
+    async fn browser_session(&self, digest: &[u8], now: i64) -> Result<Option<(BrowserSession, User)>>;
+    /// Records use at `now` (never moves `last_seen_at` back).
+    async fn touch_browser_session(&self, id: &str, now: i64) -> Result<()>;
+    /// Ends one session and announces it to every replica; `false` when it was not live.
+    async fn end_browser_session(&self, id: &str, now: i64) -> Result<bool>;
 
     async fn insert_refresh(&self, token: &NewRefresh) -> Result<()>;
     /// Marks a refresh token used, atomically, and says what that means.

@@ -337,6 +337,28 @@ impl Store for SqlStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            // Browser sessions end with the password too, announced by id like the families.
+            let browsers = sqlx::query(
+                "UPDATE browser_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL \
+                 RETURNING id, expires_at",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in browsers {
+                let session: String = row.try_get("id")?;
+                let until: i64 = row.try_get("expires_at")?;
+                sqlx::query(
+                    "INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)",
+                )
+                .bind(now)
+                .bind(&session)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+                ended.push(session);
+            }
             sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'user', $2, $1)")
                 .bind(now)
                 .bind(id)
@@ -357,6 +379,81 @@ impl Store for SqlStore {
         self.count("touch_login");
         sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(id).bind(now).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn create_browser_session(&self, b: &NewBrowserSession) -> Result<()> {
+        self.count("create_browser_session");
+        sqlx::query(
+            "INSERT INTO browser_sessions (id, digest, user_id, created_at, expires_at, last_seen_at, ip, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
+        )
+        .bind(&b.id)
+        .bind(&b.digest[..])
+        .bind(&b.user_id)
+        .bind(b.now)
+        .bind(b.expires_at)
+        .bind(&b.ip)
+        .bind(&b.user_agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn browser_session(&self, digest: &[u8], now: i64) -> Result<Option<(BrowserSession, User)>> {
+        self.count("browser_session");
+        let sql = format!(
+            "SELECT b.id AS b_id, b.created_at AS b_created_at, b.expires_at AS b_expires_at, \
+                    b.last_seen_at AS b_last_seen_at, {} \
+             FROM browser_sessions b JOIN users u ON u.id = b.user_id \
+             WHERE b.digest = $1 AND b.ended_at IS NULL AND b.expires_at > $2 \
+               AND b.created_at >= u.sessions_valid_after",
+            USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(digest).bind(now).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let user = user_from(&row)?;
+        let session = BrowserSession {
+            id: row.try_get("b_id")?,
+            user_id: user.id.clone(),
+            created_at: row.try_get("b_created_at")?,
+            expires_at: row.try_get("b_expires_at")?,
+            last_seen_at: row.try_get("b_last_seen_at")?,
+        };
+        Ok(Some((session, user)))
+    }
+
+    async fn touch_browser_session(&self, id: &str, now: i64) -> Result<()> {
+        self.count("touch_browser_session");
+        sqlx::query("UPDATE browser_sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn end_browser_session(&self, id: &str, now: i64) -> Result<bool> {
+        self.count("end_browser_session");
+        let mut tx = self.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE browser_sessions SET ended_at = $2 WHERE id = $1 AND ended_at IS NULL RETURNING expires_at",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = ended else { return Ok(false) };
+        let until: i64 = row.try_get("expires_at")?;
+        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)")
+            .bind(now)
+            .bind(id)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn insert_refresh(&self, t: &NewRefresh) -> Result<()> {

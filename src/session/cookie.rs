@@ -1,0 +1,218 @@
+//! The session cookie: an opaque 256-bit random value (only its SHA-256 is stored), its
+//! `Set-Cookie` attributes, finding it among a request's cookies and removing it before the
+//! request is forwarded, so the app never sees it.
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{COOKIE, HeaderMap, HeaderValue};
+
+use crate::config::SessionConfig;
+
+/// 32 random bytes, base64url without padding.
+const VALUE_LEN: usize = 43;
+/// Cookies of this name looked at in one request: a browser sends one, a cookie-tossing
+/// subdomain can add a few; more is not a browser.
+const MAX_CANDIDATES: usize = 4;
+
+/// A new cookie value and the digest to store for it.
+pub fn new_value() -> (String, [u8; 32]) {
+    let mut random = [0u8; 32];
+    SystemRandom::new().fill(&mut random).expect("system randomness");
+    let value = URL_SAFE_NO_PAD.encode(random);
+    let digest = digest_of(&value).expect("a value just made has the right shape");
+    (value, digest)
+}
+
+/// The stored digest of a cookie value; `None` for anything not shaped like one, which is
+/// then refused without a lookup.
+pub fn digest_of(value: &str) -> Option<[u8; 32]> {
+    if value.len() != VALUE_LEN || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return None;
+    }
+    digest(&SHA256, value.as_bytes()).as_ref().try_into().ok()
+}
+
+/// How the cookie is named and scoped for one configuration.
+#[derive(Debug, Clone)]
+pub struct CookieSpec {
+    /// `__Host-<cookie_name>` over HTTPS without a domain: the browser then refuses one set
+    /// by a subdomain or over plain HTTP, so it cannot be tossed or fixed by them.
+    pub name: String,
+    domain: Option<String>,
+    secure: bool,
+    max_age: u64,
+}
+
+impl CookieSpec {
+    /// `secure` is whether browsers reach Gatehouse over HTTPS (`server.public_url`).
+    pub fn new(session: &SessionConfig, secure: bool) -> Self {
+        let name = if secure && session.cookie_domain.is_none() {
+            format!("__Host-{}", session.cookie_name)
+        } else {
+            session.cookie_name.clone()
+        };
+        CookieSpec { name, domain: session.cookie_domain.clone(), secure, max_age: session.ttl.as_secs() }
+    }
+
+    /// `Set-Cookie` for a new session.
+    pub fn set(&self, value: &str) -> HeaderValue {
+        self.header(value, self.max_age)
+    }
+
+    /// `Set-Cookie` that makes the browser forget the cookie.
+    pub fn clear(&self) -> HeaderValue {
+        self.header("", 0)
+    }
+
+    fn header(&self, value: &str, max_age: u64) -> HeaderValue {
+        let mut text = format!("{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax", self.name);
+        if self.secure {
+            text.push_str("; Secure");
+        }
+        if let Some(domain) = &self.domain {
+            text.push_str("; Domain=");
+            text.push_str(domain);
+        }
+        HeaderValue::from_str(&text).expect("cookie names, values and domains are validated header text")
+    }
+
+    /// The values of this cookie in the request, in the order sent (a few at most).
+    pub fn find<'a>(&self, headers: &'a HeaderMap) -> Vec<&'a str> {
+        let mut found = Vec::new();
+        for pair in pairs(headers) {
+            if let Some((name, value)) = pair.split_once('=')
+                && name.trim() == self.name
+                && found.len() < MAX_CANDIDATES
+            {
+                found.push(value.trim().trim_matches('"'));
+            }
+        }
+        found
+    }
+
+    /// Removes this cookie from the request's `Cookie` headers, leaving every other cookie as
+    /// it was sent (bytes that are not text included); a header left empty is dropped.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let name = self.name.as_bytes();
+        let named = |pair: &[u8]| {
+            let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
+            key.trim_ascii() == name
+        };
+        if !headers.get_all(COOKIE).iter().any(|v| v.as_bytes().split(|b| *b == b';').any(named)) {
+            return;
+        }
+        let kept: Vec<HeaderValue> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| {
+                let rest: Vec<&[u8]> = v
+                    .as_bytes()
+                    .split(|b| *b == b';')
+                    .filter(|pair| !named(pair))
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|pair| !pair.is_empty())
+                    .collect();
+                HeaderValue::from_bytes(&rest.join(&b"; "[..])).ok().filter(|v| !v.is_empty())
+            })
+            .collect();
+        headers.remove(COOKIE);
+        for value in kept {
+            headers.append(COOKIE, value);
+        }
+    }
+}
+
+/// Every `name=value` pair of every `Cookie` header (HTTP/2 may split them into several).
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|t| t.split(';'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::RedirectMode;
+
+    fn spec(domain: Option<&str>, secure: bool) -> CookieSpec {
+        let session = SessionConfig {
+            cookie_name: "gh_session".into(),
+            ttl: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(600),
+            cookie_domain: domain.map(str::to_string),
+            allowed_redirect_hosts: Vec::new(),
+            redirect: RedirectMode::Html,
+        };
+        CookieSpec::new(&session, secure)
+    }
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn values_are_random_and_only_well_formed_ones_have_a_digest() {
+        let (a, da) = new_value();
+        let (b, db) = new_value();
+        assert_ne!(a, b);
+        assert_ne!(da, db);
+        assert_eq!(digest_of(&a), Some(da));
+        for bad in ["", "short", &a[1..], &format!("{a}x"), &a.replace(|_: char| true, "+"), &format!("{}=", &a[..42])]
+        {
+            assert_eq!(digest_of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn attributes_follow_the_scheme_and_domain() {
+        let cases = [
+            (None, true, "__Host-gh_session=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"),
+            (None, false, "gh_session=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"),
+            (
+                Some("example.com"),
+                true,
+                "gh_session=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure; Domain=example.com",
+            ),
+        ];
+        for (domain, secure, want) in cases {
+            assert_eq!(spec(domain, secure).set("v"), want);
+        }
+        assert_eq!(spec(None, true).clear(), "__Host-gh_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure");
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_only_it_is_stripped() {
+        let s = spec(None, true);
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            // (Cookie headers sent, values found, Cookie headers forwarded)
+            (&["__Host-gh_session=abc"], &["abc"], &[]),
+            (&["a=1; __Host-gh_session=abc; b=2"], &["abc"], &["a=1; b=2"]),
+            (&["a=1", "__Host-gh_session=abc", "b=2"], &["abc"], &["a=1", "b=2"]),
+            (&["__Host-gh_session=one; __Host-gh_session=two"], &["one", "two"], &[]),
+            (&["gh_session=plain; x=1"], &[], &["gh_session=plain; x=1"]),
+            (&["__Host-gh_session_other=1"], &[], &["__Host-gh_session_other=1"]),
+            (&["a=1;b=2;  __Host-gh_session=\"q\" ;c"], &["q"], &["a=1; b=2; c"]),
+            (&["theme=dark"], &[], &["theme=dark"]),
+        ];
+        for (sent, found, forwarded) in cases {
+            let mut h = headers(sent);
+            assert_eq!(s.find(&h), *found, "{sent:?}");
+            s.strip(&mut h);
+            let left: Vec<&str> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+            assert_eq!(left, *forwarded, "{sent:?}");
+        }
+        // Bytes that are not text in another cookie: that cookie is forwarded as it was sent.
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_bytes(b"a=caf\xe9; __Host-gh_session=abc").unwrap());
+        s.strip(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap().as_bytes(), b"a=caf\xe9");
+        let many = headers(&[&"__Host-gh_session=x; ".repeat(20)]);
+        assert_eq!(s.find(&many).len(), MAX_CANDIDATES, "a flood of copies is not looked up");
+    }
+}

@@ -1,0 +1,109 @@
+//! The store's browser sessions, on both backends: only the cookie's digest is kept, a
+//! session is found while live and not after its end, its idle timestamp only moves forward,
+//! and ending it (logout, a password change) is announced to every replica.
+#![allow(clippy::disallowed_methods)]
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use gatehouse::session::cookie;
+use gatehouse::store::{NewBrowserSession, NewUser, Revocation, SqlStore, Store};
+
+async fn user(store: &dyn Store, email: &str, now: i64) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    store
+        .create_user(NewUser {
+            id: id.clone(),
+            email: email.into(),
+            username: None,
+            name: None,
+            first_name: None,
+            last_name: None,
+            phone: None,
+            profile: Default::default(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            role: "user".into(),
+            permissions: vec![],
+            team_id: None,
+            now,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+fn session(user_id: &str, now: i64, ttl: i64) -> (String, NewBrowserSession) {
+    let (value, digest) = cookie::new_value();
+    let s = NewBrowserSession {
+        id: uuid::Uuid::new_v4().to_string(),
+        digest,
+        user_id: user_id.into(),
+        now,
+        expires_at: now + ttl,
+        ip: Some("203.0.113.9".into()),
+        user_agent: Some("test".into()),
+    };
+    (value, s)
+}
+
+async fn sessions_live_until_their_end(backend: Backend) {
+    let test_store = backend.fresh().await;
+    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&test_store.url).await.unwrap());
+    let now = 1_800_000_000;
+    let kim = user(store.as_ref(), "kim@example.com", now - 10).await;
+    let (value, new) = session(&kim, now, 3600);
+    store.create_browser_session(&new).await.unwrap();
+    let digest = cookie::digest_of(&value).unwrap();
+
+    let (found, who) = store.browser_session(&digest, now + 1).await.unwrap().expect("live");
+    assert_eq!(
+        (found.id.as_str(), found.user_id.as_str(), who.email.as_str()),
+        (new.id.as_str(), kim.as_str(), "kim@example.com")
+    );
+    assert_eq!((found.created_at, found.expires_at, found.last_seen_at), (now, now + 3600, now));
+    assert!(store.browser_session(&digest, now + 3600).await.unwrap().is_none(), "past its absolute end");
+    assert!(store.browser_session(value.as_bytes(), now).await.unwrap().is_none(), "the cookie itself is not a key");
+
+    store.touch_browser_session(&new.id, now + 600).await.unwrap();
+    store.touch_browser_session(&new.id, now + 300).await.unwrap();
+    let (found, _) = store.browser_session(&digest, now + 601).await.unwrap().unwrap();
+    assert_eq!(found.last_seen_at, now + 600, "use is recorded and never moves back");
+
+    let (_, cursor) = store.revocations_after(0, now).await.unwrap();
+    assert!(store.end_browser_session(&new.id, now + 700).await.unwrap());
+    assert!(!store.end_browser_session(&new.id, now + 701).await.unwrap(), "an ended session is not ended twice");
+    assert!(store.browser_session(&digest, now + 702).await.unwrap().is_none(), "ended");
+    let (events, _) = store.revocations_after(cursor, now + 800).await.unwrap();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Revocation::Session { family_id, until } if *family_id == new.id && *until == now + 3600)
+        ),
+        "the end is announced to the other replicas: {events:?}"
+    );
+}
+
+async fn a_password_change_ends_every_browser_session_of_the_user(backend: Backend) {
+    let test_store = backend.fresh().await;
+    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&test_store.url).await.unwrap());
+    let now = 1_800_000_000;
+    let (kim, lee) =
+        (user(store.as_ref(), "kim@example.com", now).await, user(store.as_ref(), "lee@example.com", now).await);
+    let mut digests = Vec::new();
+    for who in [&kim, &kim, &lee] {
+        let (value, new) = session(who, now, 3600);
+        store.create_browser_session(&new).await.unwrap();
+        digests.push((cookie::digest_of(&value).unwrap(), new.id));
+    }
+    let ended = store.set_password(&kim, "$argon2id$new", now + 5, Some(900)).await.unwrap();
+    for (digest, id) in &digests[..2] {
+        assert!(store.browser_session(digest, now + 6).await.unwrap().is_none(), "kim's sessions ended");
+        assert!(ended.contains(id), "{id} is among the ended sessions {ended:?}");
+    }
+    assert!(store.browser_session(&digests[2].0, now + 6).await.unwrap().is_some(), "lee's is untouched");
+    assert!(!ended.contains(&digests[2].1));
+}
+
+on_both!(sessions_live_until_their_end, a_password_change_ends_every_browser_session_of_the_user);
