@@ -22,11 +22,11 @@ cat <<MSG
 
 Gatehouse is protecting the echo app at http://127.0.0.1:8080 (Ctrl-C stops both).
 
-  curl -i http://127.0.0.1:8080/public/hello          # public route: 200
-  curl -i http://127.0.0.1:8080/orders                # protected: 401
+  curl -i http://127.0.0.1:8080/public/hello          # 200: public route
+  curl -i http://127.0.0.1:8080/orders                # 401: protected
   TOKEN=$token
   curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/admin/users   # 200, X-Auth-* headers added
-  curl -i -H "Authorization: Bearer \$TOKEN" -H "X-Original-URI: /admin/" http://127.0.0.1:8080/verify  # forward-auth
+  curl -i -H "Authorization: Bearer \$TOKEN" -H "X-Original-Method: GET" -H "X-Original-URI: /admin/" http://127.0.0.1:8080/verify  # forward-auth: 200
 
 More tokens: ./target/release/gatehouse token --config config/gatehouse.toml --sub bob --permissions read
 MSG
