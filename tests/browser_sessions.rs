@@ -107,3 +107,87 @@ async fn a_password_change_ends_every_browser_session_of_the_user(backend: Backe
 }
 
 on_both!(sessions_live_until_their_end, a_password_change_ends_every_browser_session_of_the_user);
+
+/// A session cookie on the proxy path and at `/verify`: the app sees the user's identity
+/// headers with `X-Auth-Method: session` and its own cookies, never the session cookie; a
+/// forged, expired, idle or ended session is refused; the auth API does not take the cookie.
+async fn the_cookie_is_a_credential_that_never_reaches_the_app(backend: Backend) {
+    let upstream = Upstream::start().await;
+    let store = backend.fresh().await;
+    let text = accounts_config(&upstream, &store, "registration = true")
+        .replace("[tokens]\n", "[session]\nidle_timeout = \"10m\"\n[tokens]\n");
+    let gh = Gatehouse::start(&format!("[rate_limit]\nlogin_per_minute = 100\n{text}")).await;
+    gh.wait_ready().await;
+    let (status, _, body) =
+        post(&gh, "/auth/register", &serde_json::json!({"email": "kim@example.com", "password": PW}), None).await;
+    assert_eq!(status, 201, "{body}");
+    let kim = body["user"]["id"].as_str().unwrap().to_string();
+    let db: Arc<dyn Store> = Arc::new(SqlStore::connect(&store.url).await.unwrap());
+    let now = now() as i64;
+    let plant = |last_seen: i64, expires_at: i64| {
+        let (db, kim) = (db.clone(), kim.clone());
+        async move {
+            let (value, mut new) = session(&kim, last_seen, 0);
+            new.expires_at = expires_at;
+            db.create_browser_session(&new).await.unwrap();
+            (value, new.id)
+        }
+    };
+    let (good, good_id) = plant(now, now + 3600).await;
+    // Gatehouse is served over HTTPS here (tokens.issuer), so the cookie is __Host- prefixed.
+    let cookie = |value: &str| format!("theme=dark; __Host-gatehouse_session={value}; lang=en");
+    let get = |path: &'static str, value: String| {
+        let url = gh.url(path);
+        async move {
+            let r = client().get(url).header("cookie", cookie(&value)).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+
+    let (status, echo) = get("/orders", good.clone()).await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(seen(&echo, "x-auth-user-id"), vec![kim.clone()]);
+    assert_eq!(seen(&echo, "x-auth-method"), vec!["session"]);
+    assert_eq!(seen(&echo, "x-auth-email"), vec!["kim@example.com"]);
+    assert_eq!(seen(&echo, "cookie"), vec!["theme=dark; lang=en"], "the app's cookies pass, the session's does not");
+
+    let r = client()
+        .get(gh.url("/verify"))
+        .header("cookie", cookie(&good))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/orders")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-user-id"], kim.as_str());
+
+    let (idle, _) = plant(now - 601, now + 3600).await;
+    let (over, _) = plant(now - 10, now - 1).await;
+    let refused: &[(&str, String)] = &[
+        ("a made-up value", "A".repeat(43)),
+        ("a malformed value", "not-a-session".into()),
+        ("an idle session", idle),
+        ("a session past its end", over),
+    ];
+    for (what, value) in refused {
+        let (status, body) = get("/orders", value.clone()).await;
+        assert_eq!(status, 401, "{what}: {body}");
+    }
+    let (status, _) = get("/public/x", "A".repeat(43)).await;
+    assert_eq!(status, 200, "a public route ignores a bad cookie");
+    let (status, body) = get("/auth/me", good.clone()).await;
+    assert_eq!(status, 401, "the auth API takes no cookie: {body}");
+
+    // Ended elsewhere (another replica's logout): refused once the revocation is followed,
+    // although this replica has it cached.
+    assert!(db.end_browser_session(&good_id, now).await.unwrap());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get("/orders", good.clone()).await.0 != 401 {
+        assert!(tokio::time::Instant::now() < deadline, "the ended session kept working");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+on_both!(the_cookie_is_a_credential_that_never_reaches_the_app);

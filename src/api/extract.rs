@@ -139,7 +139,9 @@ impl FromRequestParts<Arc<Accounts>> for Holder {
         let user = match principal.method {
             AuthMethod::ApiKey | AuthMethod::Pat => true,
             AuthMethod::Jwt => principal.kind == crate::auth::principal::PrincipalKind::User,
-            AuthMethod::ClientCredentials => false,
+            // The cookie rides along on any request the browser makes: the auth API takes
+            // explicit credentials only, so no other site can use a session through it.
+            AuthMethod::ClientCredentials | AuthMethod::Session => false,
         };
         if principal.issuer != acc.tokens.issuer || !user {
             return Err(AuthError::InvalidToken("this endpoint takes a Gatehouse access token or key".into()).into());

@@ -12,7 +12,7 @@ use crate::auth::principal::Principal;
 use crate::error::AuthError;
 
 /// A request carries at most one credential: a Bearer token (JWT, or an API key or PAT
-/// recognised by its prefix) or an API key header. `client_ip` bounds the store lookups that
+/// recognised by its prefix), an API key header, or else a session cookie. `client_ip` bounds the store lookups that
 /// unknown API keys cause.
 pub async fn identify(
     auth: &Auth,
@@ -25,7 +25,11 @@ pub async fn identify(
         None => None,
     };
     match (key_header, single(headers, &AUTHORIZATION)?) {
-        (None, None) => Ok(None),
+        // A browser sends its session cookie, and no other credential.
+        (None, None) => match auth.issued.as_ref().and_then(|i| i.sessions.as_ref()) {
+            Some(sessions) => sessions.verify(headers, client_ip).await,
+            None => Ok(None),
+        },
         (Some(_), Some(_)) => {
             Err(AuthError::InvalidToken("send either an API key header or an Authorization header, not both".into()))
         }

@@ -2,6 +2,7 @@
 //! Gatehouse's own signing key, and the [`principal::Principal`] a credential proves.
 
 pub mod api_key;
+pub mod browser;
 pub mod identify;
 pub mod jwks;
 pub mod jwt;
@@ -44,6 +45,8 @@ pub struct Issued {
     /// The verifying half of `own`, followed across key rotations.
     pub own_set: Arc<KeySet>,
     pub keys: Arc<ApiKeys>,
+    /// Session cookies, with `[session]`.
+    pub sessions: Option<Arc<browser::BrowserSessions>>,
 }
 
 impl Auth {
@@ -60,7 +63,8 @@ impl Auth {
                 let own_set = KeySet::fixed(tokens.issuer.clone(), verifying, &config.jwt);
                 let keys =
                     Arc::new(ApiKeys::build(config, tokens.issuer.clone(), store.clone(), revocations.clone()).await?);
-                Some(Issued { tokens: tokens.clone(), store, own, own_set, keys })
+                let sessions = sessions(config, tokens, &store, &revocations);
+                Some(Issued { tokens: tokens.clone(), store, own, own_set, keys, sessions })
             }
         };
         let ca_bundle = read_ca_bundle(config)?;
@@ -94,6 +98,7 @@ impl Auth {
                     own: was.own.clone(),
                     own_set: was.own_set.clone(),
                     keys,
+                    sessions: sessions(new, tokens, &was.store, &self.revocations),
                 })
             }
             _ => anyhow::bail!("tokens: the auth API cannot be turned on or off without a restart"),
@@ -214,4 +219,17 @@ fn read_ca_bundle(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(path) = &config.jwt.ca_file else { return Ok(None) };
     let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("jwt.ca_file {}: {e}", path.display()))?;
     Ok(Some(pem))
+}
+
+/// The session-cookie verifier for `[session]`; rebuilt with every generation (its cache
+/// refills from the store in one lookup per session).
+fn sessions(
+    config: &Config,
+    tokens: &TokensConfig,
+    store: &Arc<dyn Store>,
+    revocations: &Arc<Revocations>,
+) -> Option<Arc<browser::BrowserSessions>> {
+    let session = config.session.as_ref()?;
+    let issuer = tokens.issuer.clone();
+    Some(Arc::new(browser::BrowserSessions::new(config, session, issuer, store.clone(), revocations.clone())))
 }

@@ -12,6 +12,8 @@ pub enum AuthMethod {
     ApiKey,
     Pat,
     ClientCredentials,
+    /// A browser session cookie (`[session]`).
+    Session,
 }
 
 impl AuthMethod {
@@ -21,6 +23,7 @@ impl AuthMethod {
             AuthMethod::ApiKey => "api_key",
             AuthMethod::Pat => "pat",
             AuthMethod::ClientCredentials => "client_credentials",
+            AuthMethod::Session => "session",
         }
     }
 }

@@ -72,7 +72,7 @@ impl Revocations {
         // Sessions and user-wide cut-offs concern signed tokens; an API key or PAT dies only by
         // its own revocation (a password reset revokes them one by one).
         if self.own_issuer.as_deref() != Some(p.issuer.as_str())
-            || !matches!(p.method, AuthMethod::Jwt | AuthMethod::ClientCredentials)
+            || !matches!(p.method, AuthMethod::Jwt | AuthMethod::ClientCredentials | AuthMethod::Session)
         {
             return false;
         }

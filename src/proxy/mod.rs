@@ -153,6 +153,11 @@ async fn proxy(app: &App, req: Request<Incoming>, ctx: &mut RequestContext) -> R
     {
         parts.headers.remove(keys.header());
     }
+    // The session cookie is Gatehouse's credential, not the app's: it never reaches the app,
+    // whose own cookies pass untouched.
+    if let Some(sessions) = app.auth.issued.as_ref().and_then(|i| i.sessions.as_ref()) {
+        sessions.spec.strip(&mut parts.headers);
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         parts.headers.insert(respond::X_REQUEST_ID.clone(), v);
     }
