@@ -191,3 +191,43 @@ async fn the_cookie_is_a_credential_that_never_reaches_the_app(backend: Backend)
 }
 
 on_both!(the_cookie_is_a_credential_that_never_reaches_the_app);
+
+/// Only lookups that find nothing count against an address: many live sessions behind one
+/// address (a NAT, an ingress) are never throttled, a flood of made-up cookies is.
+async fn made_up_cookies_are_throttled_live_sessions_are_not(backend: Backend) {
+    let upstream = Upstream::start().await;
+    let store = backend.fresh().await;
+    let text = accounts_config(&upstream, &store, "registration = true")
+        .replace("[tokens]\n", "[session]\n[api_keys]\nlookups_per_minute = 3\n[tokens]\n");
+    let gh = Gatehouse::start(&format!("[rate_limit]\nlogin_per_minute = 100\n{text}")).await;
+    gh.wait_ready().await;
+    let (_, _, body) =
+        post(&gh, "/auth/register", &serde_json::json!({"email": "kim@example.com", "password": PW}), None).await;
+    let kim = body["user"]["id"].as_str().unwrap().to_string();
+    let db: Arc<dyn Store> = Arc::new(SqlStore::connect(&store.url).await.unwrap());
+    let now = now() as i64;
+    let status = |value: String| {
+        let url = gh.url("/orders");
+        async move {
+            let r = client().get(url).header("cookie", format!("__Host-gatehouse_session={value}")).send().await;
+            r.unwrap().status().as_u16()
+        }
+    };
+    for _ in 0..6 {
+        let (value, new) = session(&kim, now, 3600);
+        db.create_browser_session(&new).await.unwrap();
+        assert_eq!(status(value).await, 200, "live sessions are not throttled");
+    }
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(status(format!("{i:0>43}")).await);
+    }
+    // The lookup that finds the quota used up is the last one (as for unknown API keys).
+    assert_eq!(&statuses[..4], &[401, 401, 401, 401], "{statuses:?}");
+    assert!(
+        statuses[4..].iter().all(|s| *s == 429),
+        "past the quota, made-up cookies are refused unlooked: {statuses:?}"
+    );
+}
+
+on_both!(made_up_cookies_are_throttled_live_sessions_are_not);

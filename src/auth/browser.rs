@@ -32,8 +32,9 @@ pub struct BrowserSessions {
     claim_headers: usize,
     cache: moka::future::Cache<[u8; 32], Arc<Cached>>,
     /// Failed lookups (no such live session) per client address: past the quota a cookie
-    /// not in the cache is refused without a lookup.
+    /// not in the cache is refused without a lookup, until `blocked` says.
     misses: Arc<Limiter>,
+    blocked: moka::sync::Cache<IpAddr, std::time::Instant>,
 }
 
 struct Cached {
@@ -62,55 +63,75 @@ impl BrowserSessions {
             claim_headers: config.headers.claims.len(),
             cache: moka::future::Cache::builder().max_capacity(100_000).time_to_live(CACHE_TTL).build(),
             misses: Limiter::per_minute(config.api_keys.lookups_per_minute),
+            blocked: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build(),
         }
     }
 
     /// The session the request's cookie proves; `Ok(None)` when it sends none.
     pub async fn verify(&self, headers: &HeaderMap, client_ip: IpAddr) -> Result<Option<Arc<Principal>>, AuthError> {
-        let candidates = self.spec.find(headers);
-        if candidates.is_empty() {
-            return Ok(None);
+        let digests: Vec<[u8; 32]> = self.spec.find(headers).into_iter().filter_map(cookie::digest_of).collect();
+        if digests.is_empty() {
+            // Only junk under the cookie's name: no session, and no lookup.
+            return match self.spec.present(headers) {
+                true => Err(AuthError::InvalidToken("the session cookie is malformed; sign in again".into())),
+                false => Ok(None),
+            };
         }
         let now = now_secs() as i64;
-        for value in candidates {
-            let Some(digest) = cookie::digest_of(value) else { continue };
-            if let Some(principal) = self.live(digest, now, client_ip).await? {
+        // Cached sessions first: a live one answers without the store, whatever else was sent.
+        for digest in &digests {
+            if let Some(cached) = self.cache.get(digest).await
+                && let Some(principal) = self.admit(digest, &cached, now).await
+            {
+                return Ok(Some(principal));
+            }
+        }
+        let address = crate::limits::bucket(client_ip);
+        if let Some(until) = self.blocked.get(&address) {
+            let left = until.saturating_duration_since(crate::clock::now_std());
+            if !left.is_zero() {
+                return Err(AuthError::Throttled { retry_after: left });
+            }
+        }
+        for digest in &digests {
+            if self.cache.contains_key(digest) {
+                continue;
+            }
+            let found = self.store.browser_session(digest, now).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot look up a browser session");
+                AuthError::Unavailable
+            })?;
+            let Some((session, user)) = found else {
+                // Only lookups that find nothing count: a flood of made-up cookies from one
+                // address is cut off, while live sessions behind it (a NAT) are not.
+                if let Err(wait) = self.misses.check(client_ip) {
+                    self.blocked.insert(address, crate::clock::now_std() + wait);
+                }
+                continue;
+            };
+            let cached = Arc::new(Cached {
+                principal: Arc::new(self.principal(&session, &user)),
+                seen: AtomicI64::new(session.last_seen_at),
+                written: AtomicI64::new(session.last_seen_at),
+                session,
+            });
+            self.cache.insert(*digest, cached.clone()).await;
+            if let Some(principal) = self.admit(digest, &cached, now).await {
                 return Ok(Some(principal));
             }
         }
         Err(AuthError::InvalidToken("the session has ended; sign in again".into()))
     }
 
-    async fn live(&self, digest: [u8; 32], now: i64, client_ip: IpAddr) -> Result<Option<Arc<Principal>>, AuthError> {
-        let cached = match self.cache.get(&digest).await {
-            Some(c) => c,
-            None => {
-                if let Err(wait) = self.misses.check(client_ip) {
-                    return Err(AuthError::Throttled { retry_after: wait });
-                }
-                let found = self.store.browser_session(&digest, now).await.map_err(|e| {
-                    tracing::warn!(error = %e, "cannot look up a browser session");
-                    AuthError::Unavailable
-                })?;
-                let Some((session, user)) = found else { return Ok(None) };
-                let cached = Arc::new(Cached {
-                    principal: Arc::new(self.principal(&session, &user)),
-                    seen: AtomicI64::new(session.last_seen_at),
-                    written: AtomicI64::new(session.last_seen_at),
-                    session,
-                });
-                self.cache.insert(digest, cached.clone()).await;
-                cached
-            }
-        };
+    /// A cached session held to its ends and revocations at `now`; its use is recorded.
+    async fn admit(&self, digest: &[u8; 32], cached: &Arc<Cached>, now: i64) -> Option<Arc<Principal>> {
         let idle = self.config.idle_timeout.as_secs() as i64;
-        if now >= cached.session.expires_at || now - cached.seen.load(Ordering::Relaxed) >= idle {
-            self.cache.invalidate(&digest).await;
-            return Ok(None);
-        }
-        if self.revocations.is_revoked(&cached.principal) {
-            self.cache.invalidate(&digest).await;
-            return Ok(None);
+        if now >= cached.session.expires_at
+            || now - cached.seen.load(Ordering::Relaxed) >= idle
+            || self.revocations.is_revoked(&cached.principal)
+        {
+            self.cache.invalidate(digest).await;
+            return None;
         }
         cached.seen.fetch_max(now, Ordering::Relaxed);
         // Written when a tenth of the idle timeout (at most a minute) has passed since the last
@@ -127,7 +148,7 @@ impl BrowserSessions {
                 }
             });
         }
-        Ok(Some(cached.principal.clone()))
+        Some(cached.principal.clone())
     }
 
     fn principal(&self, session: &BrowserSession, user: &User) -> Principal {

@@ -38,7 +38,8 @@ pub fn digest_of(value: &str) -> Option<[u8; 32]> {
 #[derive(Debug, Clone)]
 pub struct CookieSpec {
     /// `__Host-<cookie_name>` over HTTPS without a domain: the browser then refuses one set
-    /// by a subdomain or over plain HTTP, so it cannot be tossed or fixed by them.
+    /// by a subdomain or over plain HTTP, so it cannot be tossed or fixed by them; with a
+    /// domain, `__Secure-`.
     pub name: String,
     domain: Option<String>,
     secure: bool,
@@ -48,10 +49,12 @@ pub struct CookieSpec {
 impl CookieSpec {
     /// `secure` is whether browsers reach Gatehouse over HTTPS (`server.public_url`).
     pub fn new(session: &SessionConfig, secure: bool) -> Self {
-        let name = if secure && session.cookie_domain.is_none() {
-            format!("__Host-{}", session.cookie_name)
-        } else {
-            session.cookie_name.clone()
+        let name = match (secure, &session.cookie_domain) {
+            (true, None) => format!("__Host-{}", session.cookie_name),
+            // Shared with subdomains, it cannot be __Host-; __Secure- still keeps plain-HTTP
+            // pages of those subdomains from planting one.
+            (true, Some(_)) => format!("__Secure-{}", session.cookie_name),
+            (false, _) => session.cookie_name.clone(),
         };
         CookieSpec { name, domain: session.cookie_domain.clone(), secure, max_age: session.ttl.as_secs() }
     }
@@ -78,18 +81,29 @@ impl CookieSpec {
         HeaderValue::from_str(&text).expect("cookie names, values and domains are validated header text")
     }
 
-    /// The values of this cookie in the request, in the order sent (a few at most).
+    /// The well-formed values of this cookie in the request, in the order sent, each once
+    /// (a few at most): junk planted ahead of the real one cannot push it out.
     pub fn find<'a>(&self, headers: &'a HeaderMap) -> Vec<&'a str> {
-        let mut found = Vec::new();
+        let mut found: Vec<&str> = Vec::new();
         for pair in pairs(headers) {
-            if let Some((name, value)) = pair.split_once('=')
-                && name.trim() == self.name
-                && found.len() < MAX_CANDIDATES
-            {
-                found.push(value.trim().trim_matches('"'));
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+            let Ok(value) = std::str::from_utf8(value) else { continue };
+            if name == self.name.as_bytes() && digest_of(value).is_some() && !found.contains(&value) {
+                found.push(value);
+                if found.len() == MAX_CANDIDATES {
+                    break;
+                }
             }
         }
         found
+    }
+
+    /// Whether the request sends a cookie of this name, well-formed or not.
+    pub fn present(&self, headers: &HeaderMap) -> bool {
+        pairs(headers)
+            .any(|pair| pair.split(|b| *b == b'=').next().is_some_and(|n| n.trim_ascii() == self.name.as_bytes()))
     }
 
     /// Removes this cookie from the request's `Cookie` headers, leaving every other cookie as
@@ -124,9 +138,10 @@ impl CookieSpec {
     }
 }
 
-/// Every `name=value` pair of every `Cookie` header (HTTP/2 may split them into several).
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|t| t.split(';'))
+/// Every `name=value` pair of every `Cookie` header (HTTP/2 may split them into several),
+/// as bytes: an app's cookie that is not ASCII must not hide the session's beside it.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers.get_all(COOKIE).iter().flat_map(|v| v.as_bytes().split(|b| *b == b';'))
 }
 
 #[cfg(test)]
@@ -177,7 +192,7 @@ mod tests {
             (
                 Some("example.com"),
                 true,
-                "gh_session=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure; Domain=example.com",
+                "__Secure-gh_session=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure; Domain=example.com",
             ),
         ];
         for (domain, secure, want) in cases {
@@ -189,30 +204,46 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others_and_only_it_is_stripped() {
         let s = spec(None, true);
-        let cases: &[(&[&str], &[&str], &[&str])] = &[
-            // (Cookie headers sent, values found, Cookie headers forwarded)
-            (&["__Host-gh_session=abc"], &["abc"], &[]),
-            (&["a=1; __Host-gh_session=abc; b=2"], &["abc"], &["a=1; b=2"]),
-            (&["a=1", "__Host-gh_session=abc", "b=2"], &["abc"], &["a=1", "b=2"]),
-            (&["__Host-gh_session=one; __Host-gh_session=two"], &["one", "two"], &[]),
-            (&["gh_session=plain; x=1"], &[], &["gh_session=plain; x=1"]),
-            (&["__Host-gh_session_other=1"], &[], &["__Host-gh_session_other=1"]),
-            (&["a=1;b=2;  __Host-gh_session=\"q\" ;c"], &["q"], &["a=1; b=2; c"]),
-            (&["theme=dark"], &[], &["theme=dark"]),
+        let (v1, v2) = ("A".repeat(43), "b_-".repeat(14) + "c");
+        let sent_found_forwarded: Vec<(Vec<String>, Vec<&str>, Vec<&str>)> = vec![
+            (vec![format!("__Host-gh_session={v1}")], vec![&v1], vec![]),
+            (vec![format!("a=1; __Host-gh_session={v1}; b=2")], vec![&v1], vec!["a=1; b=2"]),
+            (vec!["a=1".into(), format!("__Host-gh_session={v1}"), "b=2".into()], vec![&v1], vec!["a=1", "b=2"]),
+            (vec![format!("__Host-gh_session={v1}; __Host-gh_session={v2}")], vec![&v1, &v2], vec![]),
+            (vec![format!("__Host-gh_session={v1}; __Host-gh_session={v1}")], vec![&v1], vec![]),
+            (vec![format!("gh_session={v1}; x=1")], vec![], vec![]),
+            (vec!["__Host-gh_session_other=1".into()], vec![], vec!["__Host-gh_session_other=1"]),
+            (vec![format!("a=1;b=2;  __Host-gh_session=\"{v1}\" ;c")], vec![&v1], vec!["a=1; b=2; c"]),
+            (vec!["__Host-gh_session=abc; theme=dark".into()], vec![], vec!["theme=dark"]),
+            (vec!["theme=dark".into()], vec![], vec!["theme=dark"]),
         ];
-        for (sent, found, forwarded) in cases {
-            let mut h = headers(sent);
-            assert_eq!(s.find(&h), *found, "{sent:?}");
+        for (sent, found, forwarded) in sent_found_forwarded {
+            let sent: Vec<&str> = sent.iter().map(String::as_str).collect();
+            let mut h = headers(&sent);
+            assert_eq!(s.find(&h), found, "{sent:?}");
             s.strip(&mut h);
             let left: Vec<&str> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
-            assert_eq!(left, *forwarded, "{sent:?}");
+            if sent[0].starts_with("gh_session=") {
+                // Not this cookie's name (no prefix): the app's, left alone.
+                assert_eq!(left, sent, "{sent:?}");
+            } else {
+                assert_eq!(left, forwarded, "{sent:?}");
+            }
         }
+        // Junk planted ahead of the real value does not push it out.
+        let junk = "__Host-gh_session=x; ".repeat(20);
+        let h = headers(&[&format!("{junk}__Host-gh_session={v1}")]);
+        assert_eq!(s.find(&h), vec![v1.as_str()]);
+        // A non-ASCII cookie of the app's in the same header does not hide the session's.
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_bytes(format!("a=caf\u{e9}; __Host-gh_session={v1}").as_bytes()).unwrap());
+        assert_eq!(s.find(&h), vec![v1.as_str()]);
         // Bytes that are not text in another cookie: that cookie is forwarded as it was sent.
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_bytes(b"a=caf\xe9; __Host-gh_session=abc").unwrap());
         s.strip(&mut h);
         assert_eq!(h.get(COOKIE).unwrap().as_bytes(), b"a=caf\xe9");
-        let many = headers(&[&"__Host-gh_session=x; ".repeat(20)]);
-        assert_eq!(s.find(&many).len(), MAX_CANDIDATES, "a flood of copies is not looked up");
+        let many: String = (0..20).map(|i| format!("__Host-gh_session={i:0>43}; ")).collect();
+        assert_eq!(s.find(&headers(&[&many])).len(), MAX_CANDIDATES, "a flood of copies is not looked up");
     }
 }

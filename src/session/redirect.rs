@@ -38,7 +38,9 @@ impl Redirects {
                 return None;
             }
             let joined = self.public.join(rd).ok()?;
-            if joined.origin() != self.public.origin() {
+            // Dot segments can leave an empty first segment (`/.//evil.example` resolves to
+            // the path `//evil.example`), which a browser reads as another host.
+            if joined.origin() != self.public.origin() || joined.path().starts_with("//") {
                 return None;
             }
             return Some(joined[url::Position::BeforePath..].to_string());
@@ -87,6 +89,12 @@ mod tests {
             ("//evil.example", None),
             ("//evil.example/path", None),
             ("///evil.example", None),
+            ("/.//evil.example", None),
+            ("/..//evil.example", None),
+            ("/a/..//evil.example", None),
+            ("/%2e//evil.example", None),
+            ("/%2E%2E//evil.example", None),
+            ("/./%2e//evil.example/x?y", None),
             ("/\\evil.example", None),
             ("\\\\evil.example", None),
             ("https://evil.example", None),

@@ -407,7 +407,7 @@ impl Store for SqlStore {
              FROM browser_sessions b JOIN users u ON u.id = b.user_id \
              WHERE b.digest = $1 AND b.ended_at IS NULL AND b.expires_at > $2 \
                AND b.created_at >= u.sessions_valid_after",
-            USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
+            USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(digest).bind(now).fetch_optional(&self.pool).await?
         else {
