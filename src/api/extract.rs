@@ -109,7 +109,7 @@ impl FromRequestParts<Arc<Accounts>> for Caller {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, acc: &Arc<Accounts>) -> Result<Self, Self::Rejection> {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, acc).await?;
-        let principal = crate::auth::identify::identify(&acc.auth, &parts.headers, ip)
+        let principal = crate::auth::identify::identify_explicit(&acc.auth, &parts.headers, ip)
             .await?
             .ok_or(AuthError::MissingCredentials)?;
         // A user's session only: a key cannot mint keys, and a client token has no user.
@@ -133,7 +133,7 @@ impl FromRequestParts<Arc<Accounts>> for Holder {
     async fn from_request_parts(parts: &mut Parts, acc: &Arc<Accounts>) -> Result<Self, Self::Rejection> {
         use crate::auth::principal::AuthMethod;
         let ClientIp(ip) = ClientIp::from_request_parts(parts, acc).await?;
-        let principal = crate::auth::identify::identify(&acc.auth, &parts.headers, ip)
+        let principal = crate::auth::identify::identify_explicit(&acc.auth, &parts.headers, ip)
             .await?
             .ok_or(AuthError::MissingCredentials)?;
         let user = match principal.method {

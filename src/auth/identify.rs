@@ -19,6 +19,26 @@ pub async fn identify(
     headers: &HeaderMap,
     client_ip: IpAddr,
 ) -> Result<Option<Arc<Principal>>, AuthError> {
+    identify_with(auth, headers, client_ip, true).await
+}
+
+/// [`identify`] without the session cookie, for the auth API: it takes explicit credentials
+/// only (a cookie rides along on requests other sites make), and a cookie it would refuse
+/// anyway must cost no lookup.
+pub async fn identify_explicit(
+    auth: &Auth,
+    headers: &HeaderMap,
+    client_ip: IpAddr,
+) -> Result<Option<Arc<Principal>>, AuthError> {
+    identify_with(auth, headers, client_ip, false).await
+}
+
+async fn identify_with(
+    auth: &Auth,
+    headers: &HeaderMap,
+    client_ip: IpAddr,
+    cookie: bool,
+) -> Result<Option<Arc<Principal>>, AuthError> {
     let keys = auth.api_keys();
     let key_header = match keys {
         Some(keys) => single(headers, keys.header())?.map(|value| (keys, value)),
@@ -27,8 +47,8 @@ pub async fn identify(
     match (key_header, single(headers, &AUTHORIZATION)?) {
         // A browser sends its session cookie, and no other credential.
         (None, None) => match auth.issued.as_ref().and_then(|i| i.sessions.as_ref()) {
-            Some(sessions) => sessions.verify(headers, client_ip).await,
-            None => Ok(None),
+            Some(sessions) if cookie => sessions.verify(headers, client_ip).await,
+            _ => Ok(None),
         },
         (Some(_), Some(_)) => {
             Err(AuthError::InvalidToken("send either an API key header or an Authorization header, not both".into()))

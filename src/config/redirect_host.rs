@@ -36,6 +36,10 @@ impl RedirectHost {
         if host.len() > 253 || !host.split('.').all(label_ok) {
             return Err(refuse());
         }
+        // `*.com` would allow every site under a public suffix.
+        if wildcard && !host.contains('.') {
+            return Err(format!("`{text}`: a wildcard needs a domain of two labels or more (`*.example.com`)"));
+        }
         Ok(RedirectHost { host: host.to_ascii_lowercase(), wildcard, port })
     }
 
@@ -72,6 +76,8 @@ mod tests {
             "user@app.example.com",
             "app.example.com:99999",
             "exa mple.com",
+            "*.com",
+            "*.localhost",
         ] {
             assert!(RedirectHost::parse(bad).is_err(), "{bad}");
         }

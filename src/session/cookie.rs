@@ -107,7 +107,7 @@ impl CookieSpec {
     }
 
     /// Removes this cookie from the request's `Cookie` headers, leaving every other cookie as
-    /// it was sent (bytes that are not text included); a header left empty is dropped.
+    /// it was sent (bytes that are not text included) in one header, or none if none is left.
     pub fn strip(&self, headers: &mut HeaderMap) {
         let name = self.name.as_bytes();
         let named = |pair: &[u8]| {
@@ -117,23 +117,21 @@ impl CookieSpec {
         if !headers.get_all(COOKIE).iter().any(|v| v.as_bytes().split(|b| *b == b';').any(named)) {
             return;
         }
-        let kept: Vec<HeaderValue> = headers
+        // The rest in one header, as HTTP/2's split cookie fields are joined for HTTP/1.1
+        // (RFC 9113 §8.2.3): the upstream is spoken to over HTTP/1.1.
+        let kept: Vec<Vec<u8>> = headers
             .get_all(COOKIE)
             .iter()
-            .filter_map(|v| {
-                let rest: Vec<&[u8]> = v
-                    .as_bytes()
-                    .split(|b| *b == b';')
-                    .filter(|pair| !named(pair))
-                    .map(<[u8]>::trim_ascii)
-                    .filter(|pair| !pair.is_empty())
-                    .collect();
-                HeaderValue::from_bytes(&rest.join(&b"; "[..])).ok().filter(|v| !v.is_empty())
-            })
+            .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+            .filter(|pair| !named(pair))
+            .map(|pair| pair.trim_ascii().to_vec())
+            .filter(|pair| !pair.is_empty())
             .collect();
         headers.remove(COOKIE);
-        for value in kept {
-            headers.append(COOKIE, value);
+        if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..]))
+            && !value.is_empty()
+        {
+            headers.insert(COOKIE, value);
         }
     }
 }
@@ -208,7 +206,7 @@ mod tests {
         let sent_found_forwarded: Vec<(Vec<String>, Vec<&str>, Vec<&str>)> = vec![
             (vec![format!("__Host-gh_session={v1}")], vec![&v1], vec![]),
             (vec![format!("a=1; __Host-gh_session={v1}; b=2")], vec![&v1], vec!["a=1; b=2"]),
-            (vec!["a=1".into(), format!("__Host-gh_session={v1}"), "b=2".into()], vec![&v1], vec!["a=1", "b=2"]),
+            (vec!["a=1".into(), format!("__Host-gh_session={v1}"), "b=2".into()], vec![&v1], vec!["a=1; b=2"]),
             (vec![format!("__Host-gh_session={v1}; __Host-gh_session={v2}")], vec![&v1, &v2], vec![]),
             (vec![format!("__Host-gh_session={v1}; __Host-gh_session={v1}")], vec![&v1], vec![]),
             (vec![format!("gh_session={v1}; x=1")], vec![], vec![]),
