@@ -322,14 +322,7 @@ impl Store for SqlStore {
                     .await?;
             for row in families {
                 let family: String = row.try_get("family_id")?;
-                sqlx::query(
-                    "INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)",
-                )
-                .bind(now)
-                .bind(&family)
-                .bind(now + access_ttl)
-                .execute(&mut *tx)
-                .await?;
+                announce(&mut tx, now, "session", &family, now + access_ttl).await?;
                 ended.push(family);
             }
             sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
@@ -349,21 +342,10 @@ impl Store for SqlStore {
             for row in browsers {
                 let session: String = row.try_get("id")?;
                 let until: i64 = row.try_get("expires_at")?;
-                sqlx::query(
-                    "INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)",
-                )
-                .bind(now)
-                .bind(&session)
-                .bind(until)
-                .execute(&mut *tx)
-                .await?;
+                announce(&mut tx, now, "session", &session, until).await?;
                 ended.push(session);
             }
-            sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'user', $2, $1)")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            announce(&mut tx, now, "user", id, now).await?;
         } else {
             sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
                 .bind(id)
@@ -446,12 +428,7 @@ impl Store for SqlStore {
         .await?;
         let Some(row) = ended else { return Ok(false) };
         let until: i64 = row.try_get("expires_at")?;
-        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)")
-            .bind(now)
-            .bind(id)
-            .bind(until)
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, now, "session", id, until).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -541,12 +518,7 @@ impl Store for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'session', $2, $3)")
-            .bind(now)
-            .bind(family_id)
-            .bind(now + access_ttl)
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, now, "session", family_id, now + access_ttl).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -562,12 +534,7 @@ impl Store for SqlStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'token', $2, $3)")
-            .bind(now)
-            .bind(jti)
-            .bind(until)
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, now, "token", jti, until).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -947,12 +914,7 @@ impl Store for SqlStore {
             return Ok(None);
         };
         // Announced like a revoked access token: replicas refuse this id from their caches.
-        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'token', $2, $3)")
-            .bind(now)
-            .bind(id)
-            .bind(until)
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, now, "token", id, until).await?;
         tx.commit().await?;
         key_from(&row).map(Some)
     }
@@ -966,12 +928,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).bind(now).fetch_all(&mut *tx).await?;
         let keys = rows.iter().map(key_from).collect::<Result<Vec<_>>>()?;
         for key in &keys {
-            sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'token', $2, $3)")
-                .bind(now)
-                .bind(&key.id)
-                .bind(until)
-                .execute(&mut *tx)
-                .await?;
+            announce(&mut tx, now, "token", &key.id, until).await?;
         }
         tx.commit().await?;
         Ok(keys)
@@ -1039,12 +996,7 @@ impl Store for SqlStore {
         }
         // The client's tokens carry `sub` = client id: a subject-wide cut-off voids every one
         // issued before `cutoff`.
-        sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, 'user', $2, $3)")
-            .bind(now)
-            .bind(id)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
+        announce(&mut tx, now, "user", id, cutoff).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1121,4 +1073,23 @@ impl Store for SqlStore {
     fn query_counts(&self) -> Vec<(&'static str, u64)> {
         self.calls.lock().expect("call counter").iter().map(|(k, v)| (*k, *v)).collect()
     }
+}
+
+/// Announces a revocation to every replica (they follow `revocation_events`), inside the
+/// transaction that made it. On Postgres a trigger stamps `at` with the database's clock.
+async fn announce(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    now: i64,
+    kind: &str,
+    subject: &str,
+    until: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO revocation_events (at, kind, subject, until_ts) VALUES ($1, $2, $3, $4)")
+        .bind(now)
+        .bind(kind)
+        .bind(subject)
+        .bind(until)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
