@@ -5,34 +5,17 @@
 #[macro_use]
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::process::Replica;
 use common::*;
 use gatehouse::store::{RateSlot, SqlStore, Store};
 use serde_json::json;
 
 /// A `gatehouse serve` process on `store`, with the default per-IP quota unless `extra` sets one.
-struct Replica {
-    process: GatehouseProcess,
-    _dir: tempfile::TempDir,
-}
-
-impl Replica {
-    async fn start(upstream: &Upstream, store: &TestStore, extra: &str) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n{}", accounts_config(upstream, store, extra));
-        let path = dir.path().join("gatehouse.toml");
-        std::fs::write(&path, text).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        cmd.current_dir(dir.path()).args(["serve", "--config"]).arg(&path);
-        Replica { process: GatehouseProcess::start(cmd).await, _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.process.url(path)
-    }
+async fn replica(upstream: &Upstream, store: &TestStore, extra: &str) -> Replica {
+    Replica::serve(&accounts_config(upstream, store, extra)).await
 }
 
 /// Sends `send` ten times, alternating between the replicas; returns (status, Retry-After) of each.
@@ -68,8 +51,8 @@ async fn two_processes_on_one_postgres_share_the_per_ip_limits() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
     // The default quota: 5 a minute per address.
-    let a = Replica::start(&upstream, &store, "").await;
-    let b = Replica::start(&upstream, &store, "").await;
+    let a = replica(&upstream, &store, "").await;
+    let b = replica(&upstream, &store, "").await;
     let c = client();
 
     let logins = alternate([&a, &b], |base| {

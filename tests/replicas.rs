@@ -4,42 +4,22 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::Replica;
 use common::*;
 use serde_json::json;
 
-struct Replica {
-    process: GatehouseProcess,
-    _dir: tempfile::TempDir,
-}
-
-impl Replica {
-    async fn start(upstream: &Upstream, store: &TestStore) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
-            accounts_config(upstream, store, "[rate_limit]\nlogin_per_minute = 100\nlockout_after = 3")
-        );
-        let path = dir.path().join("gatehouse.toml");
-        std::fs::write(&path, text).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        cmd.current_dir(dir.path()).args(["serve", "--config"]).arg(&path);
-        Replica { process: GatehouseProcess::start(cmd).await, _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.process.url(path)
-    }
+async fn replica(upstream: &Upstream, store: &TestStore) -> Replica {
+    Replica::serve(&accounts_config(upstream, store, "[rate_limit]\nlogin_per_minute = 100\nlockout_after = 3")).await
 }
 
 #[tokio::test]
 async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
-    let a = Replica::start(&upstream, &store).await;
-    let b = Replica::start(&upstream, &store).await;
+    let a = replica(&upstream, &store).await;
+    let b = replica(&upstream, &store).await;
     let c = client();
 
     let reg =
@@ -87,8 +67,8 @@ async fn logout_on_one_replica_is_refused_by_the_other_within_two_seconds() {
 async fn a_key_deleted_on_one_replica_is_refused_by_the_other_within_two_seconds() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
-    let a = Replica::start(&upstream, &store).await;
-    let b = Replica::start(&upstream, &store).await;
+    let a = replica(&upstream, &store).await;
+    let b = replica(&upstream, &store).await;
     let c = client();
 
     let reg =
@@ -177,7 +157,7 @@ async fn skewed_writer_revocation_is_seen(base: &str, store: &TestStore) {
 async fn clock_skew_between_replicas_loses_no_revocation_postgres() {
     let upstream = Upstream::start().await;
     let store = Backend::Postgres.fresh().await;
-    let a = Replica::start(&upstream, &store).await;
+    let a = replica(&upstream, &store).await;
     skewed_writer_revocation_is_seen(&a.url(""), &store).await;
 }
 

@@ -214,3 +214,26 @@ pub fn log_field(line: &str, message: &str, field: &str) -> Option<String> {
     let (_, rest) = line.split_once(&format!(": {message} "))?;
     rest.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{field}="))).map(str::to_string)
 }
+
+/// `gatehouse serve` on a config written to a fresh directory that is also its working
+/// directory (relative paths land there); the directory lives as long as the replica.
+pub struct Replica {
+    pub process: GatehouseProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    /// Serves `[server] listen = 127.0.0.1:0` followed by `config`.
+    pub async fn serve(config: &str) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:0\"\n{config}")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.current_dir(dir.path()).args(["serve", "--config"]).arg(&path);
+        Replica { process: GatehouseProcess::start(cmd).await, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.process.url(path)
+    }
+}
